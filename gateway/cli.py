@@ -1,0 +1,125 @@
+"""The ``sessiond`` command."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+
+from shared.config import load_config
+from shared.errors import ConfigError, StackError
+from shared.exitcodes import ExitCode
+from shared.logs import setup_logging
+from shared.version import VERSION
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sessiond", description=(
+        "Session management and memory for coding assistants, over MCP."))
+    parser.add_argument("--version", action="version", version=f"sessiond {VERSION}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("serve", help="run the MCP gateway on stdio (what Claude Code starts)")
+    stack = sub.add_parser("stack", help="run the stack (hub, supervisor, workers) in the foreground")
+    stack.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)
+    stack.add_argument("--log-stderr", action="store_true", help="also log to stderr")
+    sub.add_parser("stop", help="stop the running stack")
+    sub.add_parser("status", help="print the stack's status (through a real gateway)")
+    sub.add_parser("health", help="probe every component; exit 0 if healthy, 1 if not")
+    call = sub.add_parser("call", help="call any MCP tool through a real gateway")
+    call.add_argument("tool")
+    call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
+    sub.add_parser("demo", help="start the stack, call the tools through MCP, stop")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        cfg = load_config()
+    except ConfigError as exc:
+        print(f"sessiond: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
+    match args.command:
+        case "serve":
+            return _serve(cfg)
+        case "stack":
+            return _stack(cfg, args)
+        case "stop":
+            return _stop(cfg)
+        case "status":
+            return _print_tool(cfg, "status", {})
+        case "health":
+            return _health(cfg)
+        case "call":
+            try:
+                arguments = json.loads(args.arguments)
+            except json.JSONDecodeError as exc:
+                print(f"sessiond: arguments are not JSON: {exc}", file=sys.stderr)
+                return ExitCode.USAGE
+            return _print_tool(cfg, args.tool, arguments)
+        case "demo":
+            from gateway.demo import run_demo
+
+            return asyncio.run(run_demo(cfg))
+    return ExitCode.USAGE
+
+
+def _serve(cfg) -> int:
+    setup_logging(cfg, "gateway")
+    from gateway.server import build_server
+
+    build_server(cfg).run(transport="stdio", show_banner=False, log_level="WARNING")
+    return ExitCode.OK
+
+
+def _stack(cfg, args) -> int:
+    if args.detach:
+        from gateway.stack_control import launch_stack_process
+
+        launch_stack_process(cfg)
+        return ExitCode.OK
+    setup_logging(cfg, "stack", also_stderr=args.log_stderr)
+    from shared.supervisor import Supervisor
+
+    return Supervisor(cfg).run()
+
+
+def _stop(cfg) -> int:
+    from gateway.stack_control import stop_stack
+
+    try:
+        stopped = stop_stack(cfg)
+    except StackError as exc:
+        print(f"sessiond: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
+    print("stack stopped" if stopped else "no stack running")
+    return ExitCode.OK
+
+
+async def _call(cfg, tool: str, arguments: dict):
+    from gateway.mcp_client import connect, result_payload
+
+    async with connect(cfg) as client:
+        result = await client.call_tool(tool, arguments, raise_on_error=False)
+    return result.is_error, result_payload(result)
+
+
+def _print_tool(cfg, tool: str, arguments: dict) -> int:
+    logging.disable(logging.WARNING)
+    is_error, payload = asyncio.run(_call(cfg, tool, arguments))
+    text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
+    print(text, file=sys.stderr if is_error else sys.stdout)
+    return ExitCode.FAILED if is_error else ExitCode.OK
+
+
+def _health(cfg) -> int:
+    is_error, payload = asyncio.run(_call(cfg, "health_check", {}))
+    if is_error or not isinstance(payload, dict):
+        print(f"sessiond: health_check failed: {payload}", file=sys.stderr)
+        return ExitCode.FAILED
+    for c in payload["components"]:
+        print(f"{c['status']:<10} {c['name']:<10} {c['latency_ms']:>8.1f} ms  {c['reason']}")
+    print(f"overall: {payload['status']}")
+    return ExitCode.OK if payload["status"] == "healthy" else ExitCode.FAILED

@@ -1,0 +1,112 @@
+"""The MCP gateway (``sessiond serve``): a FastMCP server on stdio in front of the hub.
+
+It holds no state of its own beyond a hub client: every tool is a request to the stack, which it
+finds (or starts) through the data dir. Nothing but MCP JSON-RPC is written to stdout; logs go to
+``<home>/logs/gateway.log``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from fastmcp.server.lifespan import lifespan
+
+from gateway.stack_control import ensure_stack
+from shared import protocol as p
+from shared.client import HubClient
+from shared.config import Config
+from shared.errors import ServiceError, StackError
+from shared.transport import endpoints
+
+log = logging.getLogger("sessiond.gateway")
+
+INSTRUCTIONS = (
+    "sessiond keeps a local memory of conversations and reflections for coding sessions, "
+    "searched by meaning, plus session health. Everything stays on this machine."
+)
+
+
+class Gateway:
+    """What the tools share: the config, the hub client and the stack's readiness."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.client = HubClient(endpoints(cfg).clients, default_timeout_s=cfg.request_timeout_s)
+        self._ready_lock = asyncio.Lock()
+
+    async def ensure_stack(self) -> None:
+        async with self._ready_lock:
+            await ensure_stack(self.cfg, self.client)
+
+    async def call(self, service: str, body: p.RequestBody, *, timeout_s: float | None = None,
+                   idempotent: bool = True) -> p.ReplyBody:
+        """One request to the stack; restarts the stack once if it is gone. Errors become
+        ``ToolError`` with a message the assistant can act on."""
+        for attempt in (1, 2):
+            try:
+                return await self.client.request(service, body, timeout_s=timeout_s,
+                                                 idempotent=idempotent, retry_unavailable=True)
+            except ServiceError as exc:
+                if attempt == 1 and exc.code in ("unavailable", "timeout") and not await self._hub_up():
+                    await self._restart_stack()
+                    continue
+                raise ToolError(f"{service} {exc.code}: {exc.message}") from exc
+        raise AssertionError("unreachable")
+
+    async def warm_up(self) -> None:
+        """Start (or find) the stack as the gateway starts, so the first call is fast."""
+        try:
+            await self.ensure_stack()
+        except StackError as exc:
+            log.error("could not start the stack: %s", exc)
+
+    async def _hub_up(self) -> bool:
+        try:
+            await self.client.request(p.SERVICE_HUB, p.Ping(), timeout_s=0.5)
+        except ServiceError:
+            return False
+        return True
+
+    async def _restart_stack(self) -> None:
+        try:
+            await self.ensure_stack()
+        except StackError as exc:
+            raise ToolError(f"the sessiond stack is not running and could not start: {exc}") from exc
+
+    async def keepalive(self) -> None:
+        """Tell the stack this gateway is still here, so it does not idle out under us."""
+        interval = max(0.5, min(30.0, self.cfg.idle_timeout_s / 3))
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.client.request(p.SERVICE_HUB, p.Ping(), timeout_s=1.0)
+            except ServiceError:
+                log.info("stack not answering keepalive; it will be restarted on the next call")
+
+
+def build_server(cfg: Config) -> FastMCP:
+    gateway = Gateway(cfg)
+
+    @lifespan
+    async def stack_lifespan(_server):
+        log.info("gateway %d up for %s", os.getpid(), cfg.home)
+        starting = asyncio.create_task(gateway.warm_up())
+        beat = asyncio.create_task(gateway.keepalive())
+        try:
+            yield {"gateway": gateway}
+        finally:
+            beat.cancel()
+            starting.cancel()
+            gateway.client.close()
+
+    mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan)
+    from gateway import system_tools
+
+    system_tools.register(mcp, gateway)
+    return mcp

@@ -1,0 +1,118 @@
+"""Find, start and stop the stack that serves a data dir.
+
+Gateways find the stack through the run dir (the hub's socket and ``run/stack.json``). If none
+answers, a gateway starts one, detached into its own session so it outlives the gateway and
+serves the next Claude window. A file lock makes two gateways starting at once create one stack;
+the supervisor's own lifetime lock makes a second stack impossible even without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+from filelock import FileLock
+from filelock import Timeout as LockTimeout
+
+from shared import protocol as p
+from shared.client import HubClient
+from shared.config import Config, to_environ
+from shared.errors import ServiceError, StackError
+
+log = logging.getLogger("sessiond.gateway")
+
+START_TIMEOUT_S = 15.0
+
+
+async def hub_alive(client: HubClient, timeout_s: float = 0.5) -> bool:
+    try:
+        await client.request(p.SERVICE_HUB, p.Ping(), timeout_s=timeout_s)
+    except ServiceError:
+        return False
+    return True
+
+
+async def ensure_stack(cfg: Config, client: HubClient) -> None:
+    """Return once a stack answers for this data dir, starting one if needed."""
+    if stack_process(cfg) is not None and await hub_alive(client, START_TIMEOUT_S / 3):
+        return
+    lock = FileLock(str(cfg.run_dir / "spawn.lock"))
+    try:
+        await asyncio.to_thread(lock.acquire, timeout=START_TIMEOUT_S)
+    except LockTimeout as exc:
+        raise StackError(f"timed out waiting for {lock.lock_file}") from exc
+    try:
+        if stack_process(cfg) is None:
+            spawn_detached(cfg)
+        # else another gateway started it while we waited for the lock: wait for its hub
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if await hub_alive(client):
+                return
+            await asyncio.sleep(0.05)
+        raise StackError(f"the stack did not start; see {cfg.log_dir / 'stack.out'}")
+    finally:
+        lock.release()
+
+
+def spawn_detached(cfg: Config) -> None:
+    """Start ``sessiond stack`` in a new session, reparented away from this process.
+
+    A short-lived launcher does the final spawn and exits at once, so the stack is never this
+    process's child (no zombie when it exits first) and no signal sent to us reaches it.
+    """
+    log.info("starting a stack for %s", cfg.home)
+    env = {**os.environ, **to_environ(cfg)}
+    subprocess.run([sys.executable, "-m", "gateway", "stack", "--detach"], env=env,
+                   stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, check=True, timeout=30)
+
+
+def launch_stack_process(cfg: Config) -> int:
+    """Used by ``sessiond stack --detach``: start the foreground stack in its own session."""
+    with open(cfg.log_dir / "stack.out", "ab") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "gateway", "stack"],
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                                start_new_session=True, close_fds=True)
+    return proc.pid
+
+
+def read_stack_file(cfg: Config) -> dict | None:
+    try:
+        return json.loads((cfg.run_dir / "stack.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def stack_process(cfg: Config) -> psutil.Process | None:
+    """The live supervisor process for this data dir, if any."""
+    info = read_stack_file(cfg)
+    if not info:
+        return None
+    try:
+        proc = psutil.Process(int(info["pid"]))
+        if "stack" in proc.cmdline() and proc.status() != psutil.STATUS_ZOMBIE:
+            return proc
+    except (psutil.Error, KeyError, ValueError):
+        return None
+    return None
+
+
+def stop_stack(cfg: Config, timeout_s: float = 10.0) -> bool:
+    """SIGTERM the stack and wait for it; False if none was running."""
+    proc = stack_process(cfg)
+    if proc is None:
+        return False
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=timeout_s)
+    except psutil.TimeoutExpired as exc:
+        raise StackError(f"stack pid {proc.pid} did not stop within {timeout_s:.0f}s") from exc
+    return True

@@ -1,0 +1,112 @@
+"""An asyncio client of the hub: one DEALER socket, many requests in flight, matched by id.
+
+A request that gets no answer by its deadline raises ``Timeout``; its late reply is dropped.
+Error replies raise the matching ``ServiceError``. With ``retry_unavailable`` an ``unavailable``
+answer (no live worker, e.g. during a restart) is retried with backoff until the deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import time
+
+import zmq
+import zmq.asyncio
+
+from shared import protocol as p
+from shared.errors import Timeout, Unavailable, error_from_code
+from shared.transport import dealer
+
+log = logging.getLogger("sessiond.client")
+
+
+class HubClient:
+    def __init__(self, endpoint: str, *, default_timeout_s: float = 10.0) -> None:
+        self.endpoint = endpoint
+        self.default_timeout_s = default_timeout_s
+        self._ctx = zmq.asyncio.Context.instance()
+        self._sock: zmq.asyncio.Socket | None = None
+        self._ids = itertools.count(1)
+        self._waiting: dict[int, asyncio.Future[p.ReplyBody]] = {}
+        self._reader: asyncio.Task | None = None
+
+    def _socket(self) -> zmq.asyncio.Socket:
+        if self._sock is None:
+            self._sock = dealer(self._ctx, self.endpoint)
+            self._reader = asyncio.get_running_loop().create_task(self._read(self._sock))
+        return self._sock
+
+    async def _read(self, sock: zmq.asyncio.Socket) -> None:
+        while True:
+            frames = await sock.recv_multipart()
+            try:
+                header = p.reply_header_decoder.decode(frames[0])
+                body = p.reply_body_decoder.decode(frames[1])
+            except (p.DecodeError, IndexError) as exc:
+                log.warning("dropped malformed reply: %s", exc)
+                continue
+            fut = self._waiting.pop(header.id, None)
+            if fut is not None and not fut.done():
+                fut.set_result(body)
+
+    async def request(
+        self,
+        service: str,
+        body: p.RequestBody,
+        *,
+        timeout_s: float | None = None,
+        idempotent: bool = False,
+        retry_unavailable: bool = False,
+    ) -> p.ReplyBody:
+        timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
+        deadline_mono = time.monotonic() + timeout_s
+        delay = 0.05
+        while True:
+            try:
+                return await self._once(service, body, deadline_mono, idempotent)
+            except Unavailable:
+                left = deadline_mono - time.monotonic()
+                if not retry_unavailable or left <= delay:
+                    raise
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 0.5)
+
+    async def _once(self, service: str, body: p.RequestBody, deadline_mono: float,
+                    idempotent: bool) -> p.ReplyBody:
+        request_id = next(self._ids)
+        left = deadline_mono - time.monotonic()
+        header = p.RequestHeader(id=request_id, service=service,
+                                 deadline=time.time() + left, idempotent=idempotent)
+        fut: asyncio.Future[p.ReplyBody] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = fut
+        try:
+            sock = self._socket()
+            try:
+                await asyncio.wait_for(
+                    sock.send_multipart([p.encoder.encode(header), p.encoder.encode(body)]),
+                    timeout=max(0.0, left))
+            except TimeoutError:
+                raise Unavailable("the sessiond stack is not reachable") from None
+            try:
+                reply = await asyncio.wait_for(fut, timeout=max(0.0, deadline_mono - time.monotonic()))
+            except TimeoutError:
+                raise Timeout(f"no answer from {service} within {left:.1f}s") from None
+        finally:
+            self._waiting.pop(request_id, None)
+        if isinstance(reply, p.Error):
+            raise error_from_code(reply.code, reply.message)
+        return reply
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            self._reader = None
+        if self._sock is not None:
+            self._sock.close(0)
+            self._sock = None
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.cancel()
+        self._waiting.clear()

@@ -1,0 +1,141 @@
+"""Configuration: defaults, then an optional TOML file, then ``SESSIOND_*`` environment variables.
+
+The data dir comes from platformdirs unless ``SESSIOND_HOME`` names one; it and its ``run`` and
+``logs`` sub-dirs are created with mode 0700. ``SESSIOND_CONFIG`` names the TOML file (default
+``<home>/config.toml``); its keys are the field names below.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+
+from shared.errors import ConfigError
+
+ENV_PREFIX = "SESSIOND_"
+
+
+def _default_embed_workers() -> int:
+    # One ONNX worker per core, capped: more processes than cores only adds contention.
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    home: str = ""
+    transport: Literal["ipc", "tcp"] = "ipc"
+    tcp_host: str = "127.0.0.1"
+    tcp_client_port: int = 47811
+    tcp_worker_port: int = 47812
+    # CurveZMQ: directory holding the keys; wired in by the TCP issue, refused until then.
+    curve_keys_dir: str = ""
+    embed_workers: int = msgspec.field(default_factory=_default_embed_workers)
+    embed_threads: int = 1  # ONNX intra-op threads per embed worker
+    heartbeat_interval_s: float = 0.25
+    heartbeat_liveness: int = 4  # missed heartbeats before a peer is declared dead
+    request_timeout_s: float = 10.0
+    idle_timeout_s: float = 900.0  # stack exits after this long with no gateway traffic
+    drain_grace_s: float = 2.0
+    stop_grace_s: float = 1.5
+    restart_backoff_s: float = 0.1
+    restart_backoff_max_s: float = 5.0
+    log_level: str = "INFO"
+
+    # ------------------------------------------------------------- paths
+    @property
+    def home_path(self) -> Path:
+        return Path(self.home)
+
+    @property
+    def run_dir(self) -> Path:
+        return self.home_path / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.home_path / "logs"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home_path / "memory.duckdb"
+
+    @property
+    def heartbeat_expiry_s(self) -> float:
+        return self.heartbeat_interval_s * self.heartbeat_liveness
+
+
+def default_home() -> Path:
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("sessiond", appauthor=False))
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, str]:
+    fields = set(Config.__struct_fields__)
+    out: dict[str, str] = {}
+    for key, value in environ.items():
+        if not key.startswith(ENV_PREFIX) or key == ENV_PREFIX + "CONFIG":
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name not in fields:
+            raise ConfigError(f"unknown setting {key}; known: {', '.join(sorted(fields))}")
+        out[name] = value
+    return out
+
+
+def load_config(environ: dict[str, str] | None = None, *, create_dirs: bool = True) -> Config:
+    """Build the config for this process and make sure its directories exist (mode 0700)."""
+    environ = dict(os.environ if environ is None else environ)
+    env = _env_overrides(environ)
+    home = Path(env.pop("home", "") or default_home()).expanduser().absolute()
+    file_path = Path(environ.get(ENV_PREFIX + "CONFIG") or home / "config.toml")
+    values: dict[str, object] = {}
+    if file_path.is_file():
+        try:
+            values.update(tomllib.loads(file_path.read_text(encoding="utf-8")))
+        except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {file_path}: {exc}") from exc
+    values.update(env)
+    values["home"] = str(home)
+    try:
+        cfg = msgspec.convert(values, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid setting: {exc}") from exc
+    _validate(cfg)
+    if create_dirs:
+        for path in (cfg.home_path, cfg.run_dir, cfg.log_dir):
+            make_private_dir(path)
+    return cfg
+
+
+def _validate(cfg: Config) -> None:
+    if cfg.embed_workers < 1 or cfg.embed_threads < 1:
+        raise ConfigError("embed_workers and embed_threads must be at least 1")
+    if cfg.heartbeat_interval_s <= 0 or cfg.heartbeat_liveness < 2:
+        raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
+    if cfg.curve_keys_dir:
+        raise ConfigError("curve_keys_dir (CurveZMQ over TCP) is not supported yet")
+
+
+def make_private_dir(path: Path) -> None:
+    """Create ``path`` (and parents) and make it 0700; refuse one owned by another user."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        st = path.stat()
+        if st.st_uid != os.getuid():
+            raise ConfigError(f"{path} belongs to another user")
+        if st.st_mode & 0o077:
+            path.chmod(0o700)
+    except OSError as exc:
+        raise ConfigError(f"cannot create data directory {path}: {exc}") from exc
+
+
+def to_environ(cfg: Config) -> dict[str, str]:
+    """The env vars that make a child process load exactly this config."""
+    out = {}
+    for name in Config.__struct_fields__:
+        value = getattr(cfg, name)
+        out[ENV_PREFIX + name.upper()] = str(value)
+    return out

@@ -1,0 +1,290 @@
+"""The hub: a Majordomo-style broker between clients (gateways, the store) and workers.
+
+Workers register for a service with ``Ready`` and a capacity; the hub hands each request to the
+ready worker of that service with the fewest requests in hand, least recently used first, so the
+embed pool load-balances. Heartbeats go both ways; a worker silent for ``heartbeat_expiry_s`` is
+purged and its idempotent in-flight requests go to another worker (others get ``unavailable``).
+A service with no worker at all answers ``unavailable`` at once; a queued request whose deadline
+passes answers ``timeout``. Undecodable frames are logged and dropped.
+
+The hub runs in its own thread of the supervisor process and owns its two sockets; other
+threads talk to it only through ``commands`` (a thread-safe queue) and read its counters.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import zmq
+
+from shared import protocol as p
+from shared.transport import Endpoints, router
+
+log = logging.getLogger("sessiond.hub")
+
+MAX_ATTEMPTS = 3  # deliveries of one idempotent request before it fails as unavailable
+
+
+@dataclass
+class Pending:
+    client: bytes
+    header: p.RequestHeader
+    header_raw: bytes
+    body_raw: bytes
+    attempts: int = 0
+
+
+@dataclass
+class WorkerRef:
+    identity: bytes
+    service: str
+    pid: int
+    capacity: int
+    expiry: float  # monotonic time after which it is presumed dead
+    last_seen: float
+    last_used: float = 0.0
+    inflight: dict[tuple[bytes, int], Pending] = field(default_factory=dict)
+
+
+@dataclass
+class Counters:
+    requests_total: int = 0
+    requests_failed: int = 0
+    requests_timed_out: int = 0
+    malformed_dropped: int = 0
+
+
+class Hub:
+    def __init__(
+        self,
+        ctx: zmq.Context,
+        endpoints: Endpoints,
+        *,
+        heartbeat_interval_s: float,
+        heartbeat_expiry_s: float,
+        local_handler: Callable[[p.RequestBody], p.ReplyBody],
+    ) -> None:
+        self.frontend = router(ctx, endpoints.clients)
+        self.backend = router(ctx, endpoints.workers)
+        self.heartbeat_interval_s = heartbeat_interval_s
+        self.heartbeat_expiry_s = heartbeat_expiry_s
+        self.local_handler = local_handler
+        self.workers: dict[bytes, WorkerRef] = {}
+        self.queues: dict[str, deque[Pending]] = {}
+        self.counters = Counters()
+        self.commands: queue.SimpleQueue[tuple[str, object]] = queue.SimpleQueue()
+        self.intake_open = True
+        self.last_client_activity = time.monotonic()
+        self.gateways: dict[bytes, float] = {}  # client identity -> last seen (monotonic)
+        self._running = True
+        self._next_heartbeat = 0.0
+
+    # ------------------------------------------------------------ queries
+    def inflight_count(self) -> int:
+        return sum(len(w.inflight) for w in list(self.workers.values()))
+
+    def queued_count(self) -> int:
+        return sum(len(q) for q in list(self.queues.values()))
+
+    def worker_table(self) -> dict[int, tuple[str, float, int]]:
+        """pid -> (service, seconds since last heartbeat, in-flight) for registered workers."""
+        now = time.monotonic()
+        return {
+            w.pid: (w.service, now - w.last_seen, len(w.inflight))
+            for w in list(self.workers.values())
+        }
+
+    def attached_gateways(self, window_s: float = 90.0) -> int:
+        now = time.monotonic()
+        return sum(1 for seen in list(self.gateways.values()) if now - seen <= window_s)
+
+    # ------------------------------------------------------------ main loop
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self.frontend, zmq.POLLIN)
+        poller.register(self.backend, zmq.POLLIN)
+        timeout_ms = max(10, int(self.heartbeat_interval_s * 1000 / 2))
+        while self._running:
+            events = dict(poller.poll(timeout_ms))
+            if self.backend in events:
+                self._drain(self.backend, self._on_worker_frames)
+            if self.frontend in events:
+                self._drain(self.frontend, self._on_client_frames)
+            self._run_commands()
+            self._tick()
+        self.frontend.close(0)
+        self.backend.close(0)
+
+    def _drain(self, sock: zmq.Socket, handler: Callable[[list[bytes]], None]) -> None:
+        for _ in range(1000):  # bounded so one busy socket cannot starve the other
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK, copy=True)
+            except zmq.Again:
+                return
+            try:
+                handler(frames)
+            except (p.DecodeError, ValueError, IndexError) as exc:
+                self.counters.malformed_dropped += 1
+                log.warning("dropped malformed message (%d frames): %s", len(frames), exc)
+
+    def _run_commands(self) -> None:
+        while True:
+            try:
+                name, arg = self.commands.get_nowait()
+            except queue.Empty:
+                return
+            if name == "stop_intake":
+                self.intake_open = False
+            elif name == "purge_pid":
+                for w in [w for w in self.workers.values() if w.pid == arg]:
+                    self._purge(w, "process exited")
+            elif name == "stop":
+                for w in list(self.workers.values()):
+                    self._send_worker(w.identity, p.Disconnect(reason="hub stopping"))
+                self._running = False
+
+    # ------------------------------------------------------------ clients
+    def _on_client_frames(self, frames: list[bytes]) -> None:
+        if len(frames) != 3:
+            raise ValueError(f"expected [identity, header, body], got {len(frames)} frames")
+        client, header_raw, body_raw = frames
+        header = p.request_header_decoder.decode(header_raw)
+        now = time.monotonic()
+        self.last_client_activity = now
+        self.gateways[client] = now
+        self.counters.requests_total += 1
+        if header.service == p.SERVICE_HUB:
+            self._reply(client, header.id, self.local_handler(p.request_body_decoder.decode(body_raw)))
+            return
+        if not self.intake_open:
+            self._fail(client, header.id, "unavailable", "the stack is shutting down")
+            return
+        if header.service not in p.WORKER_SERVICES:
+            self._fail(client, header.id, "bad_request", f"unknown service {header.service!r}")
+            return
+        pending = Pending(client, header, header_raw, body_raw)
+        if not any(w.service == header.service for w in self.workers.values()):
+            self._fail(client, header.id, "unavailable", f"no live {header.service} worker")
+            return
+        self.queues.setdefault(header.service, deque()).append(pending)
+        self._dispatch(header.service)
+
+    def _reply(self, client: bytes, request_id: int, body: p.ReplyBody) -> None:
+        header = p.encoder.encode(p.ReplyHeader(request_id))
+        self.frontend.send_multipart([client, header, p.encoder.encode(body)])
+
+    def _fail(self, client: bytes, request_id: int, code: p.ErrorCode, message: str) -> None:
+        if code == "timeout":
+            self.counters.requests_timed_out += 1
+        else:
+            self.counters.requests_failed += 1
+        self._reply(client, request_id, p.Error(code=code, message=message))
+
+    # ------------------------------------------------------------ workers
+    def _on_worker_frames(self, frames: list[bytes]) -> None:
+        identity, control_raw, *rest = frames
+        msg = p.worker_control_decoder.decode(control_raw)
+        now = time.monotonic()
+        worker = self.workers.get(identity)
+        if worker is not None:
+            worker.expiry = now + self.heartbeat_expiry_s
+            worker.last_seen = now
+        match msg:
+            case p.Ready(service=service, pid=pid, capacity=capacity):
+                if service not in p.WORKER_SERVICES:
+                    raise ValueError(f"worker offers unknown service {service!r}")
+                if worker is not None:
+                    self._purge(worker, "re-registered")
+                self.workers[identity] = WorkerRef(
+                    identity, service, pid, max(1, capacity),
+                    expiry=now + self.heartbeat_expiry_s, last_seen=now,
+                )
+                log.info("worker %s ready for %s (pid %d)", identity.decode(errors="replace"), service, pid)
+                self._dispatch(service)
+            case p.Reply(client=client) if worker is not None:
+                header_raw, body_raw = rest
+                header = p.reply_header_decoder.decode(header_raw)
+                if worker.inflight.pop((client, header.id), None) is not None:
+                    self.frontend.send_multipart([client, header_raw, body_raw])
+                self._dispatch(worker.service)
+            case p.Heartbeat() if worker is not None:
+                pass
+            case p.Disconnect(reason=reason) if worker is not None:
+                self._purge(worker, f"disconnected: {reason}")
+            case _:
+                # Unknown sender (e.g. this hub restarted): make it register again.
+                self._send_worker(identity, p.Disconnect(reason="not registered"))
+
+    def _send_worker(self, identity: bytes, control: p.HubControl, *extra: bytes) -> None:
+        self.backend.send_multipart([identity, p.encoder.encode(control), *extra])
+
+    def _dispatch(self, service: str) -> None:
+        q = self.queues.get(service)
+        now_wall = time.time()
+        while q:
+            free = [w for w in self.workers.values()
+                    if w.service == service and len(w.inflight) < w.capacity]
+            if not free:
+                return
+            pending = q.popleft()
+            if pending.header.deadline < now_wall:
+                self._fail(pending.client, pending.header.id, "timeout", "deadline passed in queue")
+                continue
+            worker = min(free, key=lambda w: (len(w.inflight), w.last_used))
+            worker.last_used = time.monotonic()
+            pending.attempts += 1
+            worker.inflight[(pending.client, pending.header.id)] = pending
+            self._send_worker(worker.identity, p.Deliver(client=pending.client),
+                              pending.header_raw, pending.body_raw)
+
+    def _purge(self, worker: WorkerRef, why: str) -> None:
+        self.workers.pop(worker.identity, None)
+        log.warning("worker %s (%s, pid %d) purged: %s; %d request(s) in hand",
+                    worker.identity.decode(errors="replace"), worker.service, worker.pid, why,
+                    len(worker.inflight))
+        retry: list[Pending] = []
+        for pending in worker.inflight.values():
+            if pending.header.idempotent and pending.attempts < MAX_ATTEMPTS:
+                retry.append(pending)
+            else:
+                self._fail(pending.client, pending.header.id, "unavailable",
+                           f"{worker.service} worker died while handling the request")
+        worker.inflight.clear()
+        if retry:
+            q = self.queues.setdefault(worker.service, deque())
+            q.extendleft(reversed(retry))
+        if not any(w.service == worker.service for w in self.workers.values()):
+            # Nobody left to serve what is queued: fail fast rather than hang.
+            for pending in self.queues.pop(worker.service, deque()):
+                self._fail(pending.client, pending.header.id, "unavailable",
+                           f"no live {worker.service} worker")
+        else:
+            self._dispatch(worker.service)
+
+    # ------------------------------------------------------------ timers
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for worker in [w for w in self.workers.values() if w.expiry < now]:
+            self._purge(worker, "missed heartbeats")
+        if now >= self._next_heartbeat:
+            self._next_heartbeat = now + self.heartbeat_interval_s
+            for identity in list(self.workers):
+                self._send_worker(identity, p.Heartbeat())
+            self._expire_queued()
+
+    def _expire_queued(self) -> None:
+        now_wall = time.time()
+        for q in self.queues.values():
+            keep = deque()
+            for pending in q:
+                if pending.header.deadline < now_wall:
+                    self._fail(pending.client, pending.header.id, "timeout", "deadline passed in queue")
+                else:
+                    keep.append(pending)
+            q.clear()
+            q.extend(keep)

@@ -1,0 +1,151 @@
+"""The wire protocol: every message between sessiond processes, as tagged msgspec Structs.
+
+Frames on the wire (all msgpack):
+
+* client -> hub:   ``[RequestHeader, body]``            body is one of ``RequestBody``
+* hub -> worker:   ``[Deliver, RequestHeader, body]``
+* worker -> hub:   ``[Reply, ReplyHeader, body]``       body is one of ``ReplyBody``
+                   ``[Ready | Heartbeat | Disconnect]``
+* hub -> worker:   ``[Heartbeat | Disconnect]``
+* hub -> client:   ``[ReplyHeader, body]``
+
+The hub decodes only headers and control frames; bodies pass through untouched and are decoded
+once, by the process that acts on them. Messages evolve only by adding fields with defaults.
+Vectors travel as little-endian float32 bytes, never as lists of floats.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import msgspec
+
+ErrorCode = Literal["bad_request", "not_found", "unavailable", "timeout", "internal"]
+EmbedKind = Literal["query", "document"]
+Health = Literal["healthy", "degraded", "unhealthy"]
+
+SERVICE_HUB = "hub"
+SERVICE_STORE = "store"
+SERVICE_EMBED = "embed"
+SERVICE_QUALITY = "quality"
+WORKER_SERVICES = (SERVICE_STORE, SERVICE_EMBED, SERVICE_QUALITY)
+
+
+# ---------------------------------------------------------------- envelopes
+class RequestHeader(msgspec.Struct, array_like=True, frozen=True):
+    id: int
+    service: str
+    deadline: float  # absolute time.time() after which nobody waits for the answer
+    idempotent: bool = False  # the hub may re-send it to another worker if one dies
+
+
+class ReplyHeader(msgspec.Struct, array_like=True, frozen=True):
+    id: int
+
+
+# ------------------------------------------------------ worker <-> hub control
+class Ready(msgspec.Struct, tag=True):
+    service: str
+    pid: int
+    capacity: int = 1  # how many requests the worker accepts at once
+
+
+class Heartbeat(msgspec.Struct, tag=True):
+    inflight: int = 0
+
+
+class Disconnect(msgspec.Struct, tag=True):
+    reason: str = ""
+
+
+class Deliver(msgspec.Struct, tag=True):
+    client: bytes
+
+
+class Reply(msgspec.Struct, tag=True):
+    client: bytes
+
+
+WorkerControl = Ready | Heartbeat | Disconnect | Reply
+HubControl = Heartbeat | Disconnect | Deliver
+
+
+# ------------------------------------------------------------ request bodies
+class Ping(msgspec.Struct, tag=True):
+    """Liveness probe; any service (and the hub itself) answers with ``Pong``."""
+
+
+class StackStatus(msgspec.Struct, tag=True):
+    """Ask the hub for the state of the whole stack."""
+
+
+class Embed(msgspec.Struct, tag=True):
+    texts: list[str]
+    kind: EmbedKind = "document"
+
+
+RequestBody = Ping | StackStatus | Embed
+
+
+# -------------------------------------------------------------- reply bodies
+class Error(msgspec.Struct, tag=True):
+    code: ErrorCode
+    message: str
+
+
+class Pong(msgspec.Struct, tag=True):
+    service: str
+    pid: int
+    uptime_s: float
+    health: Health = "healthy"
+    reason: str = ""
+    detail: dict[str, str | int | float | bool] = {}
+
+
+class WorkerInfo(msgspec.Struct):
+    name: str  # e.g. "embed-0"; stable across restarts
+    service: str
+    pid: int | None
+    state: str  # ready | busy | starting | restarting | lost | stopped
+    restarts: int
+    last_heartbeat_age_s: float | None
+    inflight: int
+
+
+class StackInfo(msgspec.Struct, tag=True):
+    pid: int
+    version: str
+    uptime_s: float
+    transport: str
+    workers: list[WorkerInfo]
+    queued: int
+    requests_total: int
+    requests_failed: int
+    requests_timed_out: int
+    malformed_dropped: int
+    gateways: int
+    idle_timeout_s: float
+    idle_s: float
+
+
+class Vectors(msgspec.Struct, tag=True):
+    data: bytes  # float32, row-major, count x dim
+    count: int
+    dim: int
+    model_id: str
+
+
+ReplyBody = Error | Pong | StackInfo | Vectors
+
+
+# ------------------------------------------------------------------ codecs
+# Built once per process; each socket uses the decoder for what arrives on it.
+encoder = msgspec.msgpack.Encoder()
+request_header_decoder = msgspec.msgpack.Decoder(RequestHeader)
+reply_header_decoder = msgspec.msgpack.Decoder(ReplyHeader)
+request_body_decoder = msgspec.msgpack.Decoder(RequestBody)
+reply_body_decoder = msgspec.msgpack.Decoder(ReplyBody)
+worker_control_decoder = msgspec.msgpack.Decoder(WorkerControl)
+hub_control_decoder = msgspec.msgpack.Decoder(HubControl)
+
+DecodeError = msgspec.DecodeError

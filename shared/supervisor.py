@@ -1,0 +1,253 @@
+"""The supervisor (``sessiond stack``): owns the hub, starts and restarts the workers, stops all.
+
+One stack per data dir, enforced by an flock held for the supervisor's lifetime. Children run in
+their own sessions with stdout/stderr in log files, so nothing reaches a stdio channel and a
+terminal's Ctrl+C reaches only the supervisor, which then stops everything in order:
+stop intake -> drain in-flight requests -> stop embed and quality workers -> stop the store (it
+checkpoints DuckDB on SIGTERM) -> exit 0.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import zmq
+
+from shared import protocol as p
+from shared.config import Config, to_environ
+from shared.exitcodes import ExitCode
+from shared.hub import Hub
+from shared.transport import endpoints
+from shared.version import VERSION
+
+log = logging.getLogger("sessiond.supervisor")
+
+STARTUP_TIMEOUT_S = 30.0  # a worker that has not registered by then is killed and restarted
+STABLE_AFTER_S = 10.0  # a worker that ran this long resets its restart backoff
+STORE_STOP_S = 2.0
+
+
+@dataclass
+class Child:
+    name: str
+    service: str
+    module: str
+    proc: subprocess.Popen | None = None
+    restarts: int = 0
+    failures: int = 0  # consecutive quick deaths, drives the backoff
+    started_at: float = 0.0
+    registered_at: float | None = None
+    next_start_at: float = 0.0
+    log_file: Path | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc is not None and self.proc.poll() is None else None
+
+
+class Supervisor:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.children = [Child("store", p.SERVICE_STORE, "store_worker")]
+        self.children += [Child(f"embed-{i}", p.SERVICE_EMBED, "embed_worker")
+                          for i in range(cfg.embed_workers)]
+        self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker"))
+        self.stop_reason = ""
+        self.hub: Hub | None = None
+        self._lock_fd: int | None = None
+
+    # ---------------------------------------------------------------- run
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        if not self._take_lock():
+            log.error("another stack already owns %s", self.cfg.home)
+            return ExitCode.ALREADY_RUNNING
+        ctx = zmq.Context.instance()
+        eps = endpoints(self.cfg)
+        self.hub = Hub(ctx, eps, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
+                       heartbeat_expiry_s=self.cfg.heartbeat_expiry_s,
+                       local_handler=self._hub_request)
+        hub_thread = threading.Thread(target=self.hub.run, name="hub", daemon=True)
+        hub_thread.start()
+        self._write_stack_file(eps.clients, eps.workers)
+        log.info("stack %s up (pid %d), hub at %s", VERSION, os.getpid(), eps.clients)
+        try:
+            while not self.stop_reason:
+                self._supervise()
+                time.sleep(0.05)
+            log.info("stopping: %s", self.stop_reason)
+            self._shutdown()
+        finally:
+            self.hub.commands.put(("stop", None))
+            hub_thread.join(timeout=2)
+            self._stack_file().unlink(missing_ok=True)
+        log.info("stack stopped")
+        return ExitCode.OK
+
+    def _on_signal(self, signum: int, _frame: object) -> None:
+        self.stop_reason = self.stop_reason or signal.Signals(signum).name
+
+    def _take_lock(self) -> bool:
+        fd = os.open(self.cfg.run_dir / "supervisor.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        self._lock_fd = fd  # held (and released by the kernel) for the life of this process
+        return True
+
+    def _stack_file(self) -> Path:
+        return self.cfg.run_dir / "stack.json"
+
+    def _write_stack_file(self, clients: str, workers: str) -> None:
+        info = {"pid": os.getpid(), "version": VERSION, "started_at": time.time(),
+                "clients": clients, "workers": workers}
+        tmp = self._stack_file().with_suffix(".tmp")
+        tmp.write_text(json.dumps(info), encoding="utf-8")
+        tmp.replace(self._stack_file())
+
+    # ------------------------------------------------------------ children
+    def _supervise(self) -> None:
+        now = time.monotonic()
+        registered = self.hub.worker_table()
+        for child in self.children:
+            if child.proc is not None and child.proc.poll() is not None:
+                self._on_exit(child, now)
+            if child.proc is None:
+                if now >= child.next_start_at:
+                    self._spawn(child)
+                continue
+            if child.proc.pid in registered:
+                child.registered_at = now
+            elif self._silent(child, now):
+                log.warning("%s (pid %d) is silent; killing it", child.name, child.proc.pid)
+                child.proc.kill()
+        idle = now - self.hub.last_client_activity
+        if idle > self.cfg.idle_timeout_s:
+            self.stop_reason = f"idle for {idle:.0f}s with no gateway traffic"
+
+    def _silent(self, child: Child, now: float) -> bool:
+        if child.registered_at is None:
+            return now - child.started_at > STARTUP_TIMEOUT_S
+        return now - child.registered_at > 2 * self.cfg.heartbeat_expiry_s
+
+    def _spawn(self, child: Child) -> None:
+        child.log_file = self.cfg.log_dir / f"{child.name}.out"
+        with open(child.log_file, "ab") as out:
+            child.proc = subprocess.Popen(
+                [sys.executable, "-m", child.module, "--name", child.name],
+                stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+                env={**os.environ, **to_environ(self.cfg)},
+                start_new_session=True, close_fds=True,
+            )
+        child.started_at = time.monotonic()
+        child.registered_at = None
+        log.info("started %s (pid %d)", child.name, child.proc.pid)
+
+    def _on_exit(self, child: Child, now: float) -> None:
+        code = child.proc.returncode
+        pid = child.proc.pid
+        self.hub.commands.put(("purge_pid", pid))
+        child.proc = None
+        child.restarts += 1
+        child.failures = 0 if now - child.started_at > STABLE_AFTER_S else child.failures + 1
+        delay = min(self.cfg.restart_backoff_s * 2 ** max(0, child.failures - 1),
+                    self.cfg.restart_backoff_max_s)
+        child.next_start_at = now + delay
+        log.warning("%s (pid %d) exited with %s; restart #%d in %.2fs",
+                    child.name, pid, code, child.restarts, delay)
+
+    # ------------------------------------------------------------ status
+    def _hub_request(self, body: p.RequestBody) -> p.ReplyBody:
+        """Requests addressed to service "hub"; runs on the hub thread."""
+        match body:
+            case p.Ping():
+                return p.Pong(service=p.SERVICE_HUB, pid=os.getpid(),
+                              uptime_s=time.monotonic() - self.started)
+            case p.StackStatus():
+                return self.stack_info()
+            case _:
+                return p.Error(code="bad_request", message=f"hub does not handle {type(body).__name__}")
+
+    def stack_info(self) -> p.StackInfo:
+        hub = self.hub
+        table = hub.worker_table()
+        workers = []
+        for child in list(self.children):
+            pid = child.pid
+            if pid is None:
+                state = "stopped" if self.stop_reason else "restarting"
+                age, inflight = None, 0
+            elif pid in table:
+                _, age, inflight = table[pid]
+                state = "busy" if inflight else "ready"
+            else:
+                state, age, inflight = "starting", None, 0
+            workers.append(p.WorkerInfo(name=child.name, service=child.service, pid=pid,
+                                        state=state, restarts=child.restarts,
+                                        last_heartbeat_age_s=age, inflight=inflight))
+        c = hub.counters
+        return p.StackInfo(
+            pid=os.getpid(), version=VERSION, uptime_s=time.monotonic() - self.started,
+            transport=self.cfg.transport, workers=workers, queued=hub.queued_count(),
+            requests_total=c.requests_total, requests_failed=c.requests_failed,
+            requests_timed_out=c.requests_timed_out, malformed_dropped=c.malformed_dropped,
+            gateways=hub.attached_gateways(), idle_timeout_s=self.cfg.idle_timeout_s,
+            idle_s=time.monotonic() - hub.last_client_activity,
+        )
+
+    # ------------------------------------------------------------ shutdown
+    def _shutdown(self) -> None:
+        hub = self.hub
+        self._step("stop intake", lambda: hub.commands.put(("stop_intake", None)))
+        self._step("drain", self._drain)
+        others = [c for c in self.children if c.service != p.SERVICE_STORE]
+        stores = [c for c in self.children if c.service == p.SERVICE_STORE]
+        self._step("stop workers", lambda: self._stop_children(others, self.cfg.stop_grace_s))
+        self._step("stop store", lambda: self._stop_children(stores, STORE_STOP_S))
+
+    def _step(self, name: str, action) -> None:
+        t0 = time.monotonic()
+        result = action()
+        c = self.hub.counters
+        log.info("shutdown step %-12s %6.0f ms  %s  requests run=%d failed=%d timed_out=%d",
+                 name, (time.monotonic() - t0) * 1000, result or "",
+                 c.requests_total, c.requests_failed, c.requests_timed_out)
+
+    def _drain(self) -> str:
+        deadline = time.monotonic() + self.cfg.drain_grace_s
+        while time.monotonic() < deadline:
+            left = self.hub.inflight_count() + self.hub.queued_count()
+            if left == 0:
+                return "drained"
+            time.sleep(0.02)
+        return f"{self.hub.inflight_count() + self.hub.queued_count()} request(s) abandoned"
+
+    def _stop_children(self, children: list[Child], grace: float) -> str:
+        live = [c for c in children if c.pid is not None]
+        for child in live:
+            child.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        killed = 0
+        for child in live:
+            try:
+                child.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                child.proc.kill()
+                child.proc.wait()
+                killed += 1
+        codes = ",".join(f"{c.name}={c.proc.returncode}" for c in live)
+        return f"exit codes {codes or 'none'}; killed {killed}"

@@ -1,0 +1,251 @@
+"""The worker side of the hub protocol, shared by the store, embed and quality workers.
+
+The main thread owns the DEALER socket: it registers (``Ready``), exchanges heartbeats, hands
+each delivered request to the worker's compute thread and sends replies back. The compute thread
+runs the service's code, so a long batch never stops heartbeats. If the hub goes silent the
+worker reconnects with backoff (Paranoid Pirate); if the supervisor that started it dies, it exits.
+
+A service subclasses ``Worker`` and implements ``handle`` (one request) or overrides ``submit``
+and ``compute_loop`` (the embed worker batches).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import signal
+import threading
+import time
+from dataclasses import dataclass
+
+import zmq
+
+from shared import protocol as p
+from shared.config import Config
+from shared.errors import BadRequest, ServiceError
+from shared.transport import dealer, endpoints
+
+log = logging.getLogger("sessiond.worker")
+
+RECONNECT_MAX_S = 2.0
+
+
+@dataclass
+class Delivery:
+    client: bytes
+    header: p.RequestHeader
+    body: p.RequestBody | None  # None when the body could not be decoded
+    error: str = ""
+
+
+class Worker:
+    service: str = ""
+    capacity: int = 1
+
+    def __init__(self, cfg: Config, *, exit_with_parent: bool = True) -> None:
+        self.cfg = cfg
+        self.started = time.monotonic()
+        self.inbox: queue.Queue[Delivery | None] = queue.Queue()
+        self._outbox: queue.SimpleQueue[tuple[bytes, int, p.ReplyBody]] = queue.SimpleQueue()
+        self._stopping = threading.Event()
+        self._parent = os.getppid() if exit_with_parent else None
+        self._ctx = zmq.Context.instance()
+        self._wake_addr = f"inproc://wake-{id(self)}"
+        self._wakers = threading.local()  # one PUSH socket per replying thread
+        self.inflight = 0
+
+    # ------------------------------------------------------ service hooks
+    def setup(self) -> None:
+        """Load what the service needs (model, database). Runs before registering."""
+
+    def teardown(self) -> None:
+        """Release resources; runs on the compute thread after the last request."""
+
+    def handle(self, body: p.RequestBody) -> p.ReplyBody:
+        raise BadRequest(f"{self.service} does not handle {type(body).__name__}")
+
+    def pong(self) -> p.Pong:
+        return p.Pong(service=self.service, pid=os.getpid(),
+                      uptime_s=time.monotonic() - self.started)
+
+    # -------------------------------------------------- compute side
+    def submit(self, delivery: Delivery) -> None:
+        """Called on the IO thread for each delivered request."""
+        self.inbox.put(delivery)
+
+    def compute_loop(self) -> None:
+        while (delivery := self.inbox.get()) is not None:
+            self.finish(delivery, self.answer(delivery))
+        self.teardown()
+        self.close_waker()
+
+    def close_waker(self) -> None:
+        wake = getattr(self._wakers, "sock", None)
+        if wake is not None:
+            wake.close(0)
+
+    def answer(self, delivery: Delivery) -> p.ReplyBody:
+        """Run one request through ``handle`` and turn failures into typed error replies."""
+        if delivery.body is None:
+            return p.Error(code="bad_request", message=delivery.error)
+        if time.time() > delivery.header.deadline:
+            return p.Error(code="timeout", message="deadline passed before work started")
+        try:
+            if isinstance(delivery.body, p.Ping):
+                return self.pong()
+            return self.handle(delivery.body)
+        except ServiceError as exc:
+            return p.Error(code=exc.code, message=exc.message)
+        except Exception as exc:
+            log.exception("%s failed on %s", self.service, type(delivery.body).__name__)
+            return p.Error(code="internal", message=f"{type(exc).__name__}: {exc}")
+
+    def finish(self, delivery: Delivery, reply: p.ReplyBody) -> None:
+        """Queue a reply for the IO thread (callable from any thread) and wake it."""
+        self._outbox.put((delivery.client, delivery.header.id, reply))
+        wake = getattr(self._wakers, "sock", None)
+        if wake is None:
+            wake = self._wakers.sock = self._ctx.socket(zmq.PUSH)
+            wake.setsockopt(zmq.LINGER, 0)
+            wake.connect(self._wake_addr)
+        try:
+            wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # a wake-up is already queued; the IO thread drains the whole outbox
+
+    # -------------------------------------------------- IO side
+    def run(self) -> int:
+        """Serve until SIGTERM/SIGINT, a hub ``Disconnect`` at shutdown, or parent death."""
+        signal.signal(signal.SIGTERM, lambda *_: self._stopping.set())
+        signal.signal(signal.SIGINT, lambda *_: self._stopping.set())
+        self.setup()
+        wake = self._ctx.socket(zmq.PULL)
+        wake.bind(self._wake_addr)
+        compute = threading.Thread(target=self.compute_loop, name=f"{self.service}-compute")
+        compute.start()
+        try:
+            self._serve(wake)
+        finally:
+            self.inbox.put(None)
+            compute.join(timeout=self.cfg.stop_grace_s + 5)
+            wake.close(0)
+        return 0
+
+    def _serve(self, wake: zmq.Socket) -> None:
+        ep = endpoints(self.cfg).workers
+        interval = self.cfg.heartbeat_interval_s
+        reconnect_delay = interval
+        sock = self._connect(ep)
+        hub_expiry = time.monotonic() + self.cfg.heartbeat_expiry_s
+        next_beat = 0.0
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        poller.register(wake, zmq.POLLIN)
+        while not self._stopping.is_set():
+            events = dict(poller.poll(int(interval * 1000)))
+            if wake in events:
+                while wake.poll(0):
+                    wake.recv()
+            self._flush_replies(sock)
+            now = time.monotonic()
+            if sock in events:
+                hub_expiry = now + self.cfg.heartbeat_expiry_s
+                reconnect_delay = interval
+                if not self._on_hub_frames(sock):
+                    # Hub asked us to re-register (it restarted or is stopping).
+                    if self._parent_gone():
+                        break
+                    sock = self._reconnect(poller, sock, ep)
+                    continue
+            if now >= next_beat:
+                next_beat = now + interval
+                sock.send(p.encoder.encode(p.Heartbeat(inflight=self.inflight)), zmq.NOBLOCK)
+            if self._parent_gone():
+                log.warning("supervisor is gone; exiting")
+                break
+            if now > hub_expiry:
+                log.warning("hub silent; reconnecting in %.2fs", reconnect_delay)
+                time.sleep(reconnect_delay)
+                reconnect_delay = min(reconnect_delay * 2, RECONNECT_MAX_S)
+                sock = self._reconnect(poller, sock, ep)
+                hub_expiry = time.monotonic() + self.cfg.heartbeat_expiry_s
+        self._shutdown(sock)
+
+    def _connect(self, ep: str) -> zmq.Socket:
+        identity = f"{self.service}-{os.getpid()}-{os.urandom(2).hex()}".encode()
+        sock = dealer(self._ctx, ep, identity)
+        sock.setsockopt(zmq.IMMEDIATE, 0)  # queue Ready until the hub is there
+        ready = p.Ready(service=self.service, pid=os.getpid(), capacity=self.capacity)
+        sock.send(p.encoder.encode(ready))
+        return sock
+
+    def _reconnect(self, poller: zmq.Poller, sock: zmq.Socket, ep: str) -> zmq.Socket:
+        poller.unregister(sock)
+        sock.close(0)
+        sock = self._connect(ep)
+        poller.register(sock, zmq.POLLIN)
+        return sock
+
+    def _on_hub_frames(self, sock: zmq.Socket) -> bool:
+        """Handle everything waiting; False when the hub told us to disconnect."""
+        while True:
+            try:
+                frames = sock.recv_multipart(zmq.NOBLOCK)
+            except zmq.Again:
+                return True
+            try:
+                control = p.hub_control_decoder.decode(frames[0])
+            except p.DecodeError as exc:
+                log.warning("dropped malformed frame from hub: %s", exc)
+                continue
+            match control:
+                case p.Deliver(client=client) if len(frames) == 3:
+                    self._accept(client, frames[1], frames[2])
+                case p.Disconnect(reason=reason):
+                    log.info("hub says disconnect: %s", reason)
+                    return False
+                case _:
+                    pass  # heartbeat: liveness already refreshed
+
+    def _accept(self, client: bytes, header_raw: bytes, body_raw: bytes) -> None:
+        try:
+            header = p.request_header_decoder.decode(header_raw)
+        except p.DecodeError as exc:
+            log.warning("dropped request with a malformed header: %s", exc)
+            return
+        try:
+            body: p.RequestBody | None = p.request_body_decoder.decode(body_raw)
+            error = ""
+        except p.DecodeError as exc:
+            body, error = None, f"malformed request: {exc}"
+        self.inflight += 1
+        self.submit(Delivery(client, header, body, error))
+
+    def _flush_replies(self, sock: zmq.Socket) -> None:
+        while True:
+            try:
+                client, request_id, reply = self._outbox.get_nowait()
+            except queue.Empty:
+                return
+            self.inflight -= 1
+            sock.send_multipart([
+                p.encoder.encode(p.Reply(client=client)),
+                p.encoder.encode(p.ReplyHeader(request_id)),
+                p.encoder.encode(reply),
+            ])
+
+    def _parent_gone(self) -> bool:
+        return self._parent is not None and os.getppid() != self._parent
+
+    def _shutdown(self, sock: zmq.Socket) -> None:
+        """Stop intake, let the compute thread finish what it holds, send those replies."""
+        try:
+            sock.send(p.encoder.encode(p.Disconnect(reason="worker stopping")), zmq.NOBLOCK)
+        except zmq.ZMQError:
+            pass
+        deadline = time.monotonic() + self.cfg.stop_grace_s
+        while self.inflight > 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+            self._flush_replies(sock)
+        sock.close(0)

@@ -1,0 +1,146 @@
+"""Fixtures that start real sessiond processes in a private temp data dir."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def base_env(home: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
+    env.update({
+        "SESSIOND_HOME": str(home),
+        "SESSIOND_EMBED_WORKERS": "1",
+        "SESSIOND_IDLE_TIMEOUT_S": "300",
+        "SESSIOND_LOG_LEVEL": "DEBUG",
+    })
+    env.update(overrides)
+    return env
+
+
+@pytest.fixture
+def home():
+    # Short path under /tmp: unix socket paths are capped at ~107 bytes.
+    path = Path(tempfile.mkdtemp(prefix="sd-"))
+    yield path
+    kill_stack_processes(path)
+
+
+@pytest.fixture
+def env(home: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    e = base_env(home)
+    for key in [k for k in os.environ if k.startswith("SESSIOND_")]:
+        monkeypatch.delenv(key)
+    for key, value in e.items():
+        if key.startswith("SESSIOND_"):
+            monkeypatch.setenv(key, value)
+    return e
+
+
+def stack_info(home: Path) -> dict | None:
+    try:
+        return json.loads((home / "run" / "stack.json").read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.05, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+class Stack:
+    """A foreground ``sessiond stack`` started by the test (so the test owns its exit code)."""
+
+    def __init__(self, home: Path, env: dict[str, str]) -> None:
+        self.home = home
+        self.proc = subprocess.Popen([sys.executable, "-m", "gateway", "stack"], env=env,
+                                     cwd=REPO, stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        wait_for(lambda: (stack_info(home) or {}).get("pid") == self.proc.pid, 15,
+                 what="stack.json")
+
+    def stop(self, timeout: float = 10) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+
+@pytest.fixture
+def stack(home: Path, env: dict[str, str]):
+    s = Stack(home, env)
+    yield s
+    s.stop()
+
+
+def kill_stack_processes(home: Path) -> None:
+    """Leave no process behind: anything whose environment names this data dir."""
+    me = os.getpid()
+    victims = []
+    for proc in psutil.process_iter(["pid"]):
+        if proc.pid == me:
+            continue
+        try:
+            if proc.environ().get("SESSIOND_HOME") == str(home):
+                victims.append(proc)
+        except psutil.Error:
+            continue
+    for proc in victims:
+        try:
+            proc.kill()
+        except psutil.Error:
+            pass
+    psutil.wait_procs(victims, timeout=5)
+
+
+def gateway_client(env: dict[str, str], timeout: float = 60):
+    """A real MCP client over stdio, spawning ``sessiond serve`` with this env."""
+    from fastmcp import Client
+    from fastmcp.client.transports import StdioTransport
+
+    transport = StdioTransport(sys.executable, ["-m", "gateway", "serve"], env=env,
+                               cwd=str(REPO), keep_alive=False)
+    return Client(transport, timeout=timeout, init_timeout=30)
+
+
+async def call(client, tool: str, args: dict | None = None) -> dict:
+    """Call a tool and return its structured result; fail the test on a tool error."""
+    result = await client.call_tool(tool, args or {}, raise_on_error=False)
+    assert not result.is_error, f"{tool} failed: {result.content}"
+    return result.structured_content
+
+
+async def call_error(client, tool: str, args: dict | None = None) -> str:
+    """Call a tool that must fail; return the error text the assistant would read."""
+    result = await client.call_tool(tool, args or {}, raise_on_error=False)
+    assert result.is_error, f"{tool} unexpectedly succeeded: {result.structured_content}"
+    return "\n".join(getattr(c, "text", "") for c in result.content)
+
+
+async def wait_all_ready(client, timeout: float = 20) -> dict:
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        st = await call(client, "status")
+        if all(w["state"] == "ready" for w in st["workers"]):
+            return st
+        if time.monotonic() > deadline:
+            raise AssertionError(f"workers not ready: {st['workers']}")
+        await asyncio.sleep(0.05)

@@ -1,0 +1,203 @@
+"""The hub with real ZeroMQ sockets: routing, unavailable, deadlines, malformed input, retries."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+
+import pytest
+import zmq
+
+from shared import protocol as p
+from shared.client import HubClient
+from shared.config import load_config
+from shared.errors import Timeout, Unavailable
+from shared.hub import Hub
+from shared.transport import dealer, endpoints
+
+
+@pytest.fixture
+def hub(env):
+    cfg = load_config()
+    eps = endpoints(cfg)
+    h = Hub(zmq.Context.instance(), eps, heartbeat_interval_s=0.1, heartbeat_expiry_s=0.4,
+            local_handler=lambda body: p.Pong(service="hub", pid=os.getpid(), uptime_s=0.0))
+    thread = threading.Thread(target=h.run, daemon=True)
+    thread.start()
+    yield h, eps
+    h.commands.put(("stop", None))
+    thread.join(5)
+
+
+class FakeWorker:
+    """A hand-driven worker socket: registers, then answers only when told to."""
+
+    def __init__(self, eps, service: str, capacity: int = 1) -> None:
+        self.sock = dealer(zmq.Context.instance(), eps.workers)
+        self.sock.setsockopt(zmq.IMMEDIATE, 0)
+        self.sock.send(p.encoder.encode(p.Ready(service=service, pid=os.getpid(), capacity=capacity)))
+
+    def receive(self, timeout_ms: int = 2000):
+        deadline = time.monotonic() + timeout_ms / 1000
+        while time.monotonic() < deadline:
+            if self.sock.poll(50):
+                frames = self.sock.recv_multipart()
+                control = p.hub_control_decoder.decode(frames[0])
+                if isinstance(control, p.Deliver):
+                    return control.client, p.request_header_decoder.decode(frames[1])
+        return None
+
+    def reply(self, client: bytes, request_id: int, body: p.ReplyBody) -> None:
+        self.sock.send_multipart([p.encoder.encode(p.Reply(client=client)),
+                                  p.encoder.encode(p.ReplyHeader(request_id)),
+                                  p.encoder.encode(body)])
+
+    def close(self) -> None:
+        self.sock.close(0)
+
+
+def pong(service: str) -> p.Pong:
+    return p.Pong(service=service, pid=os.getpid(), uptime_s=0.0)
+
+
+def test_no_worker_means_unavailable_at_once(hub):
+    _, eps = hub
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        t0 = time.monotonic()
+        with pytest.raises(Unavailable, match="no live store worker"):
+            await client.request("store", p.Ping(), timeout_s=5)
+        client.close()
+        return time.monotonic() - t0
+
+    assert asyncio.run(scenario()) < 0.5
+
+
+def test_unreachable_hub_is_unavailable_not_a_hang(env, tmp_path):
+    async def scenario():
+        client = HubClient(f"ipc://{tmp_path}/nobody.sock")
+        t0 = time.monotonic()
+        with pytest.raises(Unavailable):
+            await client.request("hub", p.Ping(), timeout_s=0.5)
+        client.close()
+        return time.monotonic() - t0
+
+    assert asyncio.run(scenario()) < 1.5
+
+
+def test_silent_worker_means_timeout_within_deadline(hub):
+    _, eps = hub
+    worker = FakeWorker(eps, "quality")
+    time.sleep(0.1)
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        t0 = time.monotonic()
+        with pytest.raises(Timeout):
+            await client.request("quality", p.Ping(), timeout_s=0.3)
+        client.close()
+        return time.monotonic() - t0
+
+    elapsed = asyncio.run(scenario())
+    worker.close()
+    assert 0.25 < elapsed < 1.0
+
+
+def test_requests_balance_across_workers_and_replies_route_back(hub):
+    _, eps = hub
+    workers = [FakeWorker(eps, "embed", capacity=1) for _ in range(2)]
+    time.sleep(0.1)
+
+    def serve(worker, served):
+        while (got := worker.receive(1000)) is not None:
+            served.append(got[1].id)
+            worker.reply(got[0], got[1].id, pong("embed"))
+
+    served = [[], []]
+    threads = [threading.Thread(target=serve, args=(w, s)) for w, s in zip(workers, served)]
+    for t in threads:
+        t.start()
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        replies = await asyncio.gather(*(client.request("embed", p.Ping(), timeout_s=5)
+                                         for _ in range(20)))
+        client.close()
+        return replies
+
+    replies = asyncio.run(scenario())
+    for t in threads:
+        t.join()
+    for w in workers:
+        w.close()
+    assert len(replies) == 20 and all(isinstance(r, p.Pong) for r in replies)
+    assert sorted(served[0] + served[1]) == sorted(set(served[0] + served[1]))
+    assert served[0] and served[1], "both workers should get work"
+
+
+def test_idempotent_request_moves_to_another_worker_when_one_dies(hub):
+    _, eps = hub
+    dying = FakeWorker(eps, "embed")
+    time.sleep(0.1)
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        task = asyncio.ensure_future(client.request("embed", p.Ping(), timeout_s=5, idempotent=True))
+        got = await asyncio.to_thread(dying.receive)
+        assert got is not None
+        survivor = FakeWorker(eps, "embed")
+        await asyncio.sleep(0.1)
+        dying.close()  # never answers: the hub purges it after missed heartbeats
+        again = await asyncio.to_thread(survivor.receive, 3000)
+        assert again is not None and again[1].id == got[1].id
+        survivor.reply(again[0], again[1].id, pong("embed"))
+        reply = await task
+        survivor.close()
+        client.close()
+        return reply
+
+    assert isinstance(asyncio.run(scenario()), p.Pong)
+
+
+def test_non_idempotent_request_fails_unavailable_when_its_worker_dies(hub):
+    h, eps = hub
+    dying = FakeWorker(eps, "store")
+    time.sleep(0.1)
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        task = asyncio.ensure_future(client.request("store", p.Ping(), timeout_s=5))
+        assert await asyncio.to_thread(dying.receive) is not None
+        h.commands.put(("purge_pid", os.getpid()))  # what the supervisor does on SIGCHLD
+        with pytest.raises(Unavailable, match="died"):
+            await task
+        dying.close()
+        client.close()
+
+    asyncio.run(scenario())
+
+
+def test_malformed_frames_are_dropped_and_hub_keeps_serving(hub):
+    h, eps = hub
+    ctx = zmq.Context.instance()
+    junk = [[b"\xff\x00garbage"], [b"a", b"b", b"c", b"d"], [b"\xc1", b"\xc1"],
+            [p.encoder.encode(p.RequestHeader(1, "store", time.time() + 5)), b"\xc1"]]
+    for endpoint in (eps.clients, eps.workers):
+        s = dealer(ctx, endpoint)
+        s.setsockopt(zmq.IMMEDIATE, 0)
+        for frames in junk:
+            s.send_multipart(frames)
+        time.sleep(0.2)
+        s.close(0)
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        reply = await client.request("hub", p.Ping(), timeout_s=2)
+        client.close()
+        return reply
+
+    assert isinstance(asyncio.run(scenario()), p.Pong)
+    assert h.counters.malformed_dropped >= 5

@@ -1,0 +1,84 @@
+"""The gateway over real MCP stdio, starting and sharing a real stack."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import psutil
+from conftest import REPO, call, gateway_client, stack_info, wait_all_ready
+
+
+def test_initialize_list_and_call_tools(env, home):
+    async def scenario():
+        async with gateway_client(env) as client:
+            tools = {t.name: t for t in await client.list_tools()}
+            assert {"ping", "status", "health_check"} <= set(tools)
+            for name in ("ping", "status", "health_check"):
+                assert tools[name].annotations.read_only_hint is True
+                assert tools[name].output_schema is not None
+            pong = await call(client, "ping")
+            assert pong["ok"] is True and pong["stack_pid"] == stack_info(home)["pid"]
+            st = await wait_all_ready(client)
+            names = sorted(w["name"] for w in st["workers"])
+            assert names == ["embed-0", "quality", "store"]
+            assert all(psutil.pid_exists(w["pid"]) for w in st["workers"])
+            health = await call(client, "health_check")
+            by_name = {c["name"]: c for c in health["components"]}
+            assert set(by_name) == {"python", "data_dir", "hub", "store", "embed", "quality"}
+            assert health["status"] == "healthy", health
+            assert all(c["latency_ms"] >= 0 for c in health["components"])
+
+    asyncio.run(scenario())
+
+
+def test_two_gateways_at_once_share_one_stack(env, home):
+    async def one_gateway():
+        async with gateway_client(env) as client:
+            st = await wait_all_ready(client)
+            return st["stack_pid"], {w["name"]: w["pid"] for w in st["workers"]}
+
+    async def scenario():
+        return await asyncio.gather(one_gateway(), one_gateway())
+
+    (pid_a, workers_a), (pid_b, workers_b) = asyncio.run(scenario())
+    assert pid_a == pid_b
+    assert workers_a["store"] == workers_b["store"]
+    stacks = [p for p in psutil.process_iter(["cmdline"])
+              if p.info["cmdline"] and p.info["cmdline"][-2:] == ["gateway", "stack"]
+              and p.environ().get("SESSIOND_HOME") == str(home)]
+    assert len(stacks) == 1
+
+
+def test_stdout_carries_only_json_rpc(env, home):
+    """Raw stdio: every line the gateway writes to stdout is a JSON-RPC message."""
+    proc = subprocess.Popen([sys.executable, "-m", "gateway", "serve"], env=env, cwd=REPO,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    messages = [
+        {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "raw-test", "version": "0"}}},
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/call",
+         "params": {"name": "ping", "arguments": {}}},
+    ]
+    replies = []
+    try:
+        for m in messages:
+            proc.stdin.write((json.dumps(m) + "\n").encode())
+            proc.stdin.flush()
+        while not any(r.get("id") == 2 for r in replies):
+            line = proc.stdout.readline()
+            assert line, "gateway closed stdout before answering"
+            replies.append(json.loads(line))  # raises on anything that is not JSON
+    finally:
+        proc.stdin.close()
+        rest = proc.stdout.read()
+        proc.wait(30)
+    replies += [json.loads(line) for line in rest.decode().splitlines() if line.strip()]
+    assert all(r.get("jsonrpc") == "2.0" for r in replies)
+    answer = next(r for r in replies if r.get("id") == 2)
+    assert answer["result"]["structuredContent"]["ok"] is True

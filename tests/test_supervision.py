@@ -1,0 +1,115 @@
+"""Crash and shutdown behaviour of the real stack: kill -9, SIGTERM, idle exit."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from contextlib import AsyncExitStack
+
+import psutil
+import pytest
+from conftest import (
+    REPO,
+    Stack,
+    base_env,
+    call,
+    gateway_client,
+    stack_info,
+    wait_all_ready,
+    wait_for,
+)
+
+
+@pytest.mark.parametrize("victim", ["store", "embed-0", "quality"])
+def test_kill9_worker_is_restarted_within_2s(stack, env, victim):
+    async def scenario():
+        async with gateway_client(env) as client:
+            before = {w["name"]: w for w in (await wait_all_ready(client))["workers"]}
+            old_pid = before[victim]["pid"]
+            os.kill(old_pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            while True:
+                st = await call(client, "status")
+                w = {w["name"]: w for w in st["workers"]}[victim]
+                if w["state"] == "ready" and w["pid"] != old_pid:
+                    break
+                assert time.monotonic() - t0 < 2.0, f"{victim} not back within 2 s: {w}"
+                await asyncio.sleep(0.02)
+            assert w["restarts"] == before[victim]["restarts"] + 1
+            assert not psutil.pid_exists(old_pid) or psutil.Process(old_pid).status() == "zombie"
+            health = await call(client, "health_check")
+            assert health["status"] == "healthy", health
+
+    asyncio.run(scenario())
+
+
+def test_kill9_gateway_leaves_stack_serving_others(env, home):
+    async def scenario():
+        async with AsyncExitStack() as doomed:
+            first = await doomed.enter_async_context(gateway_client(env))
+            pong = await call(first, "ping")
+            os.kill(pong["gateway_pid"], signal.SIGKILL)
+            async with gateway_client(env) as second:
+                st = await call(second, "status")
+                assert st["stack_pid"] == pong["stack_pid"]
+                assert (await call(second, "ping"))["ok"]
+            doomed.pop_all()  # its server is dead; closing it would only report that
+
+    asyncio.run(scenario())
+
+
+def test_sigterm_stops_every_process_cleanly(stack, env, home):
+    async def ready():
+        async with gateway_client(env) as client:
+            await wait_all_ready(client)
+
+    asyncio.run(ready())
+    supervisor = psutil.Process(stack.proc.pid)
+    family = [supervisor] + supervisor.children(recursive=True)
+    assert len(family) == 4  # supervisor, store, embed-0, quality
+    t0 = time.monotonic()
+    code = stack.stop(timeout=5)
+    _, alive = psutil.wait_procs(family, timeout=max(0.1, 5 - (time.monotonic() - t0)))
+    assert code == 0
+    assert not alive, f"left running: {alive}"
+    assert time.monotonic() - t0 < 5
+    assert stack_info(home) is None  # stack.json removed
+    log = (home / "logs" / "stack.log").read_text()
+    for step in ("stop intake", "drain", "stop workers", "stop store"):
+        assert f"shutdown step {step}" in log
+    assert "database checkpointed and closed" in (home / "logs" / "store.log").read_text()
+
+
+def test_second_stack_on_same_home_refuses(stack, home, env):
+    out = subprocess.run([sys.executable, "-m", "gateway", "stack"], env=env, cwd=REPO,
+                         capture_output=True, timeout=30, check=False)
+    assert out.returncode == 4  # ExitCode.ALREADY_RUNNING
+    assert stack.proc.poll() is None
+
+
+def test_idle_stack_exits_by_itself(home):
+    env = base_env(home, SESSIOND_IDLE_TIMEOUT_S="1.5")
+    s = Stack(home, env)
+    family = [psutil.Process(s.proc.pid)] + psutil.Process(s.proc.pid).children(recursive=True)
+    assert s.proc.wait(timeout=15) == 0
+    _, alive = psutil.wait_procs(family, timeout=5)
+    assert not alive
+    assert "idle for" in (home / "logs" / "stack.log").read_text()
+
+
+def test_gateway_restarts_a_stack_that_went_away(env, home):
+    async def scenario():
+        async with gateway_client(env) as client:
+            first = (await call(client, "ping"))["stack_pid"]
+            proc = psutil.Process(first)
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(10)
+            second = (await call(client, "ping"))["stack_pid"]
+            assert second != first
+            wait_for(lambda: stack_info(home) and stack_info(home)["pid"] == second, 5)
+
+    asyncio.run(scenario())
