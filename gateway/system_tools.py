@@ -34,6 +34,7 @@ class WorkerStatus:
     restarts: int
     last_heartbeat_age_s: float | None
     inflight: int
+    stats: dict[str, str | int | float | bool]
 
 
 @dataclass

@@ -48,6 +48,7 @@ class WorkerRef:
     expiry: float  # monotonic time after which it is presumed dead
     last_seen: float
     last_used: float = 0.0
+    stats: p.Stats = field(default_factory=dict)
     inflight: dict[tuple[bytes, int], Pending] = field(default_factory=dict)
 
 
@@ -91,13 +92,9 @@ class Hub:
     def queued_count(self) -> int:
         return sum(len(q) for q in list(self.queues.values()))
 
-    def worker_table(self) -> dict[int, tuple[str, float, int]]:
-        """pid -> (service, seconds since last heartbeat, in-flight) for registered workers."""
-        now = time.monotonic()
-        return {
-            w.pid: (w.service, now - w.last_seen, len(w.inflight))
-            for w in list(self.workers.values())
-        }
+    def worker_table(self) -> dict[int, WorkerRef]:
+        """pid -> registered worker (a snapshot; read-only outside the hub thread)."""
+        return {w.pid: w for w in list(self.workers.values())}
 
     def attached_gateways(self, window_s: float = 90.0) -> int:
         now = time.monotonic()
@@ -212,8 +209,8 @@ class Hub:
                 if worker.inflight.pop((client, header.id), None) is not None:
                     self.frontend.send_multipart([client, header_raw, body_raw])
                 self._dispatch(worker.service)
-            case p.Heartbeat() if worker is not None:
-                pass
+            case p.Heartbeat(stats=stats) if worker is not None:
+                worker.stats = stats
             case p.Disconnect(reason=reason) if worker is not None:
                 self._purge(worker, f"disconnected: {reason}")
             case _:

@@ -50,8 +50,12 @@ class Ready(msgspec.Struct, tag=True):
     capacity: int = 1  # how many requests the worker accepts at once
 
 
+Stats = dict[str, str | int | float | bool]
+
+
 class Heartbeat(msgspec.Struct, tag=True):
     inflight: int = 0
+    stats: Stats = {}  # the worker's own counters (cache hit rate, ...), shown in status
 
 
 class Disconnect(msgspec.Struct, tag=True):
@@ -99,7 +103,7 @@ class Pong(msgspec.Struct, tag=True):
     uptime_s: float
     health: Health = "healthy"
     reason: str = ""
-    detail: dict[str, str | int | float | bool] = {}
+    detail: Stats = {}
 
 
 class WorkerInfo(msgspec.Struct):
@@ -110,6 +114,7 @@ class WorkerInfo(msgspec.Struct):
     restarts: int
     last_heartbeat_age_s: float | None
     inflight: int
+    stats: Stats = {}
 
 
 class StackInfo(msgspec.Struct, tag=True):

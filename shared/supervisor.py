@@ -192,13 +192,15 @@ class Supervisor:
                 state = "stopped" if self.stop_reason else "restarting"
                 age, inflight = None, 0
             elif pid in table:
-                _, age, inflight = table[pid]
+                ref = table[pid]
+                age, inflight = time.monotonic() - ref.last_seen, len(ref.inflight)
                 state = "busy" if inflight else "ready"
             else:
                 state, age, inflight = "starting", None, 0
-            workers.append(p.WorkerInfo(name=child.name, service=child.service, pid=pid,
-                                        state=state, restarts=child.restarts,
-                                        last_heartbeat_age_s=age, inflight=inflight))
+            workers.append(p.WorkerInfo(
+                name=child.name, service=child.service, pid=pid, state=state,
+                restarts=child.restarts, last_heartbeat_age_s=age, inflight=inflight,
+                stats=table[pid].stats if pid in table else {}))
         c = hub.counters
         return p.StackInfo(
             pid=os.getpid(), version=VERSION, uptime_s=time.monotonic() - self.started,

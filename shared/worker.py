@@ -65,6 +65,10 @@ class Worker:
     def handle(self, body: p.RequestBody) -> p.ReplyBody:
         raise BadRequest(f"{self.service} does not handle {type(body).__name__}")
 
+    def stats(self) -> p.Stats:
+        """Counters sent with every heartbeat (shown by the status tool)."""
+        return {}
+
     def pong(self) -> p.Pong:
         return p.Pong(service=self.service, pid=os.getpid(),
                       uptime_s=time.monotonic() - self.started)
@@ -160,7 +164,8 @@ class Worker:
                     continue
             if now >= next_beat:
                 next_beat = now + interval
-                sock.send(p.encoder.encode(p.Heartbeat(inflight=self.inflight)), zmq.NOBLOCK)
+                beat = p.Heartbeat(inflight=self.inflight, stats=self.stats())
+                sock.send(p.encoder.encode(beat), zmq.NOBLOCK)
             if self._parent_gone():
                 log.warning("supervisor is gone; exiting")
                 break
