@@ -11,11 +11,13 @@ import asyncio
 import logging
 import os
 import time
+from pathlib import Path
 
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.lifespan import lifespan
 
+from gateway.query_cache import QueryCache
 from gateway.stack_control import ensure_stack
 from shared import protocol as p
 from shared.client import HubClient
@@ -25,6 +27,8 @@ from shared.transport import endpoints
 
 log = logging.getLogger("sessiond.gateway")
 
+QUERY_EMBED_TIMEOUT_S = 3.0
+
 INSTRUCTIONS = (
     "sessiond keeps a local memory of conversations and reflections for coding sessions, "
     "searched by meaning, plus session health. Everything stays on this machine."
@@ -32,13 +36,37 @@ INSTRUCTIONS = (
 
 
 class Gateway:
-    """What the tools share: the config, the hub client and the stack's readiness."""
+    """What the tools share: the config, the hub client, the query cache, the stack's readiness."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.started = time.monotonic()
         self.client = HubClient(endpoints(cfg).clients, default_timeout_s=cfg.request_timeout_s)
+        self.cache = QueryCache()
+        self.project = cfg.project or Path.cwd().name or "default"
         self._ready_lock = asyncio.Lock()
+
+    async def query_vector(self, text: str) -> tuple[bytes | None, str]:
+        """The query's vector (cached), or None and why: search then runs on keywords alone."""
+        cached = self.cache.get(text)
+        if cached is not None:
+            return cached, ""
+        try:
+            reply = await self.client.request(p.SERVICE_EMBED, p.Embed(texts=[text], kind="query"),
+                                              timeout_s=QUERY_EMBED_TIMEOUT_S, idempotent=True)
+        except ServiceError as exc:
+            return None, f"keyword-only search: the embedding pool is {exc.code} ({exc.message})"
+        assert isinstance(reply, p.Vectors)
+        self.cache.put(text, reply.model_id, reply.data)
+        return reply.data, ""
+
+    async def search(self, query: str, **fields) -> tuple[p.SearchHits, str]:
+        """Embed the query (unless told not to) and search the store; returns hits and a note."""
+        vector, note = (None, "") if not query.strip() else await self.query_vector(query)
+        reply = await self.call(p.SERVICE_STORE, p.Search(query=query, query_vector=vector,
+                                                         **fields))
+        assert isinstance(reply, p.SearchHits)
+        return reply, note
 
     async def ensure_stack(self) -> None:
         async with self._ready_lock:
@@ -106,7 +134,9 @@ def build_server(cfg: Config) -> FastMCP:
             gateway.client.close()
 
     mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan)
-    from gateway import system_tools
+    from gateway import memory_tools, search_tools, system_tools
 
     system_tools.register(mcp, gateway)
+    memory_tools.register(mcp, gateway)
+    search_tools.register(mcp, gateway)
     return mcp

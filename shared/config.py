@@ -43,6 +43,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     restart_backoff_s: float = 0.1
     restart_backoff_max_s: float = 5.0
     log_level: str = "INFO"
+    project: str = ""  # default project name; empty: the gateway's working directory's name
+    decay_half_life_days: float = 30.0  # search time decay: a memory's weight halves this often
+    # Import/export may touch files only under the data dir, the user's home dir and these
+    # (os.pathsep-separated) directories.
+    io_roots: str = ""
 
     # ------------------------------------------------------------- paths
     @property
@@ -115,6 +120,8 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("embed_workers and embed_threads must be at least 1")
     if cfg.heartbeat_interval_s <= 0 or cfg.heartbeat_liveness < 2:
         raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
+    if cfg.decay_half_life_days <= 0:
+        raise ConfigError("decay_half_life_days must be positive")
     if cfg.curve_keys_dir:
         raise ConfigError("curve_keys_dir (CurveZMQ over TCP) is not supported yet")
 

@@ -16,7 +16,7 @@ Vectors travel as little-endian float32 bytes, never as lists of floats.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import msgspec
 
@@ -88,7 +88,77 @@ class Embed(msgspec.Struct, tag=True):
     kind: EmbedKind = "document"
 
 
-RequestBody = Ping | StackStatus | Embed
+# --- store requests (service "store")
+class Remember(msgspec.Struct, tag=True):
+    """Store one memory; durable when the reply comes."""
+    kind: str
+    content: str
+    project: str
+    tags: list[str] = []
+    session_id: str | None = None
+    metadata: dict[str, Any] = {}
+    created_at: str | None = None  # ISO-8601; now when absent
+
+
+class RememberMany(msgspec.Struct, tag=True):
+    """Store many memories in one transaction (all or nothing on invalid input)."""
+    items: list[Remember]
+
+
+class Search(msgspec.Struct, tag=True):
+    query: str
+    query_vector: bytes | None = None  # float32 x 384; None means keyword-only
+    projects: list[str] | None = None
+    kinds: list[str] | None = None
+    tags_any: list[str] | None = None
+    tags_all: list[str] | None = None
+    since: str | None = None
+    until: str | None = None
+    time_expression: str | None = None  # "last week", "past 3 days", ... (sets since/until)
+    limit: int = 10
+    offset: int = 0
+    min_score: float = 0.0
+    decay: bool = True
+    half_life_days: float | None = None  # None: the store's configured default
+
+
+class GetMemories(msgspec.Struct, tag=True):
+    ids: list[str]
+
+
+class DeleteMemories(msgspec.Struct, tag=True):
+    ids: list[str] | None = None
+    project: str | None = None
+    before: str | None = None
+
+
+class StoreStats(msgspec.Struct, tag=True):
+    pass
+
+
+class AddDependency(msgspec.Struct, tag=True):
+    source: str
+    target: str
+    dependency_type: str
+    description: str = ""
+
+
+class ListDependencies(msgspec.Struct, tag=True):
+    project: str
+
+
+class ExportMemories(msgspec.Struct, tag=True):
+    path: str  # checked against the allowed roots by the store
+    project: str | None = None
+
+
+class ImportMemories(msgspec.Struct, tag=True):
+    path: str
+
+
+RequestBody = (Ping | StackStatus | Embed | Remember | RememberMany | Search | GetMemories
+               | DeleteMemories | StoreStats | AddDependency | ListDependencies
+               | ExportMemories | ImportMemories)
 
 
 # -------------------------------------------------------------- reply bodies
@@ -140,7 +210,75 @@ class Vectors(msgspec.Struct, tag=True):
     model_id: str
 
 
-ReplyBody = Error | Pong | StackInfo | Vectors
+class Stored(msgspec.Struct, tag=True):
+    id: str
+    duplicate: bool
+    redacted: list[str] = []  # kinds of secrets replaced by a marker
+
+
+class StoredMany(msgspec.Struct, tag=True):
+    results: list[Stored]
+
+
+class Memory(msgspec.Struct):
+    id: str
+    kind: str
+    content: str
+    project: str
+    tags: list[str]
+    session_id: str | None
+    created_at: str
+    metadata: dict[str, Any]
+
+
+class Hit(msgspec.Struct):
+    memory: Memory
+    snippet: str
+    score: float  # fused, decayed, 0..1
+    bm25: float
+    vector: float | None  # cosine similarity; None in keyword mode or not yet embedded
+    rrf: float
+    decay: float
+
+
+class SearchHits(msgspec.Struct, tag=True):
+    hits: list[Hit]
+    mode: Literal["hybrid", "keyword"]
+    total_candidates: int
+    since: str | None = None  # the time range applied, if any
+    until: str | None = None
+
+
+class Memories(msgspec.Struct, tag=True):
+    items: list[Memory]
+
+
+class Count(msgspec.Struct, tag=True):
+    count: int
+    skipped: int = 0
+    path: str = ""
+
+
+class Dependency(msgspec.Struct):
+    source: str
+    target: str
+    type: str
+    description: str
+    created_at: str
+    created: bool = False
+    direction: str = ""
+
+
+class Dependencies(msgspec.Struct, tag=True):
+    items: list[Dependency]
+
+
+class StoreInfo(msgspec.Struct, tag=True):
+    data: dict[str, Any]
+
+
+ReplyBody = (Error | Pong | StackInfo | Vectors | Stored | StoredMany | SearchHits | Memories
+             | Count | Dependencies | StoreInfo)
 
 
 # ------------------------------------------------------------------ codecs

@@ -1,16 +1,34 @@
-"""The store worker: the only process that opens the DuckDB file."""
+"""The store worker: the only process that opens the DuckDB file.
+
+Every read and write of memory comes here through the hub, so any number of gateways share one
+memory without lock errors. Requests run one at a time on the compute thread, which alone
+touches the database; the embed filler hands its reads and writes to that thread too.
+"""
 
 from __future__ import annotations
 
+import json
 import logging
+import os
+from concurrent.futures import Future
+from typing import Any
 
 import duckdb
+import numpy as np
 
 from shared import protocol as p
-from shared.errors import SessiondError
+from shared.errors import BadRequest, Internal, SessiondError
+from shared.paths import check_io_path
+from shared.transport import endpoints
 from shared.worker import Worker
+from store_worker import timeexpr
+from store_worker.embed_filler import EmbedFiller
+from store_worker.memory_store import MemoryStore
+from store_worker.records import InvalidInput
 
 log = logging.getLogger("sessiond.store")
+
+WRITES = (p.Remember, p.RememberMany, p.DeleteMemories, p.ImportMemories)
 
 
 class StoreWorker(Worker):
@@ -19,16 +37,167 @@ class StoreWorker(Worker):
 
     def setup(self) -> None:
         try:
-            self.db = duckdb.connect(str(self.cfg.db_path))
-        except duckdb.Error as exc:
+            self.store = MemoryStore.open(self.cfg.db_path)
+        except (duckdb.Error, OSError) as exc:
             raise SessiondError(f"cannot open {self.cfg.db_path}: {exc}") from exc
+        log.info("opened %s: %d memories", self.cfg.db_path, self.store.count)
+        self.filler = EmbedFiller(endpoints(self.cfg).clients, self.run_on_db, self.store,
+                                  in_flight=2 * self.cfg.embed_workers)
+        self.filler.start()
+
+    def run_on_db(self, fn) -> Future:
+        """Run ``fn`` on the DB thread (from any thread); its result arrives in the future."""
+        fut: Future = Future()
+        self.inbox.put(lambda: _settle(fut, fn))
+        return fut
+
+    def compute_loop(self) -> None:
+        while (item := self.inbox.get()) is not None:
+            if callable(item):
+                item()
+                continue
+            self.finish(item, self.answer(item))
+            if isinstance(item.body, WRITES):
+                self.filler.wake.set()
+        self.teardown()
+        self.close_waker()
+
+    def teardown(self) -> None:
+        self.filler.stopping.set()
+        self.filler.wake.set()
+        self.store.checkpoint()
+        self.store.close()
+        log.info("database checkpointed and closed")
 
     def pong(self) -> p.Pong:
         pong = super().pong()
-        pong.detail = {"db_path": str(self.cfg.db_path)}
+        pong.detail = {"db_path": str(self.cfg.db_path), **self.stats()}
         return pong
 
-    def teardown(self) -> None:
-        self.db.execute("CHECKPOINT")
-        self.db.close()
-        log.info("database checkpointed and closed")
+    def stats(self) -> p.Stats:
+        return {"memories": self.store.count, "embedded_by_filler": self.filler.embedded,
+                "embed_failures": self.filler.failures}
+
+    # ------------------------------------------------------------ requests
+    def handle(self, body: p.RequestBody) -> p.ReplyBody:
+        try:
+            return self._handle(body)
+        except InvalidInput as exc:
+            raise BadRequest(str(exc)) from exc
+        except duckdb.Error as exc:
+            log.exception("database error on %s", type(body).__name__)
+            raise Internal(f"database error: {exc}") from exc
+
+    def _handle(self, body: p.RequestBody) -> p.ReplyBody:
+        s = self.store
+        match body:
+            case p.Remember():
+                r = s.add(body.kind, body.content, body.project, body.tags, body.session_id,
+                          body.metadata, body.created_at)
+                return p.Stored(id=r.id, duplicate=r.duplicate, redacted=r.redacted)
+            case p.RememberMany(items=items):
+                results = s.add_many([_item(i) for i in items])
+                return p.StoredMany([p.Stored(r.id, r.duplicate, r.redacted) for r in results])
+            case p.Search():
+                return self._search(body)
+            case p.GetMemories(ids=ids):
+                return p.Memories([_memory(m) for m in s.get(ids)])
+            case p.DeleteMemories(ids=ids, project=project, before=before):
+                return p.Count(count=s.delete(ids=ids, project=project, before=before))
+            case p.StoreStats():
+                return p.StoreInfo({**s.stats(), "embed_filler": {
+                    "embedded": self.filler.embedded, "failures": self.filler.failures,
+                    "last_error": self.filler.last_error}})
+            case p.AddDependency():
+                d = s.add_dependency(body.source, body.target, body.dependency_type,
+                                     body.description)
+                return p.Dependencies([p.Dependency(**d)])
+            case p.ListDependencies(project=project):
+                return p.Dependencies([p.Dependency(**d) for d in s.dependencies(project)])
+            case p.ExportMemories(path=raw, project=project):
+                return self._export(raw, project)
+            case p.ImportMemories(path=raw):
+                return self._import(raw)
+        raise BadRequest(f"store does not handle {type(body).__name__}")
+
+    def _search(self, q: p.Search) -> p.SearchHits:
+        since, until = q.since, q.until
+        if q.time_expression:
+            try:
+                since, until = timeexpr.parse(q.time_expression)
+            except ValueError as exc:
+                raise BadRequest(str(exc)) from exc
+        vector = None
+        if q.query_vector is not None:
+            vector = np.frombuffer(q.query_vector, dtype="<f4")
+        half_life = q.half_life_days or self.cfg.decay_half_life_days
+        result = self.store.search(
+            q.query, query_vector=vector, projects=q.projects, kinds=q.kinds,
+            tags_any=q.tags_any, tags_all=q.tags_all, since=since, until=until, limit=q.limit,
+            offset=q.offset, min_score=q.min_score, decay=q.decay, half_life_days=half_life)
+        hits = [p.Hit(memory=_memory(h), snippet=h["snippet"], score=h["score"],
+                      bm25=h["parts"]["bm25"], vector=h["parts"]["vector"],
+                      rrf=h["parts"]["rrf"], decay=h["parts"]["decay"]) for h in result.hits]
+        return p.SearchHits(hits=hits, mode=result.mode, total_candidates=result.total_candidates,
+                            since=_iso(since), until=_iso(until))
+
+    def _export(self, raw: str, project: str | None) -> p.Count:
+        path = check_io_path(self.cfg, raw, must_exist=False)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        count = 0
+        try:
+            with open(tmp, "w", encoding="utf-8") as f:
+                for row in self.store.export_rows(project):
+                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
+                    count += 1
+                f.flush()
+                os.fsync(f.fileno())
+            tmp.replace(path)  # a reader never sees half a file
+        except OSError as exc:
+            tmp.unlink(missing_ok=True)
+            raise BadRequest(f"cannot write {path}: {exc}") from exc
+        return p.Count(count=count, path=str(path))
+
+    def _import(self, raw: str) -> p.Count:
+        path = check_io_path(self.cfg, raw, must_exist=True)
+        rows: list[dict[str, Any]] = []
+        try:
+            with open(path, encoding="utf-8") as f:
+                for n, line in enumerate(f, 1):
+                    if line.strip():
+                        row = json.loads(line)
+                        if not isinstance(row, dict):
+                            raise BadRequest(f"{path}:{n}: each line must be a JSON object")
+                        rows.append(row)
+        except UnicodeDecodeError as exc:
+            raise BadRequest(f"{path} is not valid UTF-8: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise BadRequest(f"{path}:{n}: not JSON: {exc}") from exc
+        except OSError as exc:
+            raise BadRequest(f"cannot read {path}: {exc}") from exc
+        added, skipped = self.store.import_rows(rows)  # one transaction: all or nothing
+        return p.Count(count=added, skipped=skipped, path=str(path))
+
+
+def _settle(fut: Future, fn) -> None:
+    try:
+        fut.set_result(fn())
+    except Exception as exc:  # noqa: BLE001 - not swallowed: the waiting thread gets it
+        fut.set_exception(exc)
+
+
+def _item(r: p.Remember) -> dict[str, Any]:
+    return {"kind": r.kind, "content": r.content, "project": r.project, "tags": r.tags,
+            "session_id": r.session_id, "metadata": r.metadata, "created_at": r.created_at}
+
+
+def _memory(row: dict[str, Any]) -> p.Memory:
+    return p.Memory(id=row["id"], kind=row["kind"], content=row["content"],
+                    project=row["project"], tags=row["tags"], session_id=row["session_id"],
+                    created_at=row["created_at"], metadata=row["metadata"])
+
+
+def _iso(value) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    return value.isoformat()

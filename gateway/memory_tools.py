@@ -1,0 +1,139 @@
+"""Tools that write or manage memory: store, delete, dependencies, stats, export/import."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+
+from fastmcp import FastMCP
+from fastmcp.exceptions import ToolError
+from pydantic import Field
+
+from gateway.results import StoreResult
+from shared import protocol as p
+
+Content = Annotated[str, Field(min_length=1, max_length=100_000,
+                               description="The text to remember (at most 100 KB).")]
+Project = Annotated[str | None, Field(max_length=200, description=(
+    "Project name; defaults to the current project (the server's working directory)."))]
+Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
+                 Field(max_length=32, description="Up to 32 short tags.")]
+DependencyType = Literal["related", "continuation", "reference", "uses", "extends", "shares_code"]
+
+WRITE = {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True,
+         "openWorldHint": False}
+READ_ONLY = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
+
+
+@dataclass
+class DependencyResult:
+    source: str
+    target: str
+    dependency_type: str
+    description: str
+    created_at: str
+    created: bool
+
+
+@dataclass
+class CountResult:
+    count: int
+    skipped: int
+    path: str
+    message: str
+
+
+def register(mcp: FastMCP, gw) -> None:
+    async def remember(kind: str, content: str, project: str | None, **extra: Any) -> StoreResult:
+        project = project or gw.project
+        reply = await gw.call(p.SERVICE_STORE, p.Remember(kind=kind, content=content,
+                                                          project=project, **extra))
+        assert isinstance(reply, p.Stored)
+        msg = "already stored; returning the existing id" if reply.duplicate else "stored"
+        if reply.redacted:
+            msg += f"; secrets replaced by a marker: {', '.join(reply.redacted)}"
+        return StoreResult(id=reply.id, duplicate=reply.duplicate, project=project,
+                           redacted=reply.redacted, message=msg)
+
+    @mcp.tool(annotations=WRITE)
+    async def store_reflection(content: Content, tags: Tags = None,
+                               project: Project = None) -> StoreResult:
+        """Remember an insight, decision or lesson for later sessions. Durable when this
+        returns; secrets (API keys, tokens, passwords in URLs, private keys) are redacted."""
+        return await remember("reflection", content, project, tags=tags or [])
+
+    @mcp.tool(annotations=WRITE)
+    async def store_conversation(
+        content: Content, project: Project = None,
+        session_id: Annotated[str | None, Field(max_length=200)] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(
+            description="Small JSON object (at most 16 KB) kept with the memory.")] = None,
+    ) -> StoreResult:
+        """Remember a piece of conversation (a turn or a summary) with optional metadata."""
+        return await remember("conversation", content, project, session_id=session_id,
+                              metadata=metadata or {})
+
+    @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
+    async def delete_memories(
+        ids: Annotated[list[Annotated[str, Field(max_length=64)]] | None,
+                       Field(max_length=1000, description="Ids to delete.")] = None,
+        project: Annotated[str | None, Field(max_length=200, description=(
+            "Delete this project's memories (with `before`: only older ones)."))] = None,
+        before: Annotated[str | None, Field(max_length=64, description=(
+            "ISO-8601 time: only memories created before it."))] = None,
+    ) -> CountResult:
+        """Delete memories by id, or a project's memories (optionally only those before a
+        time). Permanent."""
+        if not ids and not project:
+            raise ToolError("give ids, or a project (optionally with before)")
+        reply = await gw.call(p.SERVICE_STORE, p.DeleteMemories(ids=ids or None,
+                                                               project=project, before=before),
+                              idempotent=False)
+        return CountResult(count=reply.count, skipped=0, path="",
+                           message=f"deleted {reply.count} memories")
+
+    @mcp.tool(annotations=WRITE)
+    async def add_project_dependency(
+        source_project: Annotated[str, Field(min_length=1, max_length=200)],
+        target_project: Annotated[str, Field(min_length=1, max_length=200)],
+        dependency_type: DependencyType,
+        description: Annotated[str, Field(max_length=2000)] = "",
+    ) -> DependencyResult:
+        """Link two projects (e.g. a library it uses) so search_across_projects searches both.
+        Projects need not have memories yet."""
+        reply = await gw.call(p.SERVICE_STORE, p.AddDependency(
+            source=source_project, target=target_project, dependency_type=dependency_type,
+            description=description))
+        d = reply.items[0]
+        return DependencyResult(source=d.source, target=d.target, dependency_type=d.type,
+                                description=d.description, created_at=d.created_at,
+                                created=d.created)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def reflection_stats() -> dict[str, Any]:
+        """Counts by kind and project, embedded vs pending, database size, query-cache hits."""
+        reply = await gw.call(p.SERVICE_STORE, p.StoreStats())
+        return {**reply.data, "query_cache": gw.cache.stats()}
+
+    @mcp.tool(annotations={**WRITE, "idempotentHint": True})
+    async def export_memories(
+        path: Annotated[str, Field(min_length=1, max_length=4096, description=(
+            "Absolute path of the JSONL file to write (under the data dir or your home)."))],
+        project: Project = None,
+    ) -> CountResult:
+        """Write memories (all, or one project's) to a JSONL file, one memory a line."""
+        reply = await gw.call(p.SERVICE_STORE, p.ExportMemories(path=path, project=project),
+                              timeout_s=600)
+        return CountResult(count=reply.count, skipped=0, path=reply.path,
+                           message=f"exported {reply.count} memories to {reply.path}")
+
+    @mcp.tool(annotations=WRITE)
+    async def import_memories(
+        path: Annotated[str, Field(min_length=1, max_length=4096, description=(
+            "Absolute path of a JSONL file written by export_memories."))],
+    ) -> CountResult:
+        """Import a JSONL export, keeping ids and timestamps. Re-importing adds nothing; an
+        invalid line imports nothing and says which line."""
+        reply = await gw.call(p.SERVICE_STORE, p.ImportMemories(path=path), timeout_s=600)
+        return CountResult(count=reply.count, skipped=reply.skipped, path=reply.path,
+                           message=f"imported {reply.count}, skipped {reply.skipped} already present")

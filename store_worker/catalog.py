@@ -1,0 +1,161 @@
+"""In-memory catalogue of the rows of ``memories``: the filter columns the search needs, by row number.
+
+Row numbers are assigned at load (in id order, i.e. creation order) and on append, and are never
+reused while the store is open: a deleted row keeps its number with ``alive`` false. Reopening the
+store renumbers the rows compactly. Both in-memory indexes (text and vector) use these numbers.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Iterable, Sequence
+
+import numpy as np
+
+
+class Catalog:
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+        self.row_of: dict[str, int] = {}
+        self.project_codes: dict[str, int] = {}
+        self.kind_codes: dict[str, int] = {}
+        self._tag_rows: dict[str, array] = {}
+        cap = 1024
+        self.project = np.zeros(cap, dtype=np.int32)
+        self.kind = np.zeros(cap, dtype=np.int32)
+        self.created_us = np.zeros(cap, dtype=np.int64)
+        self.doc_len = np.zeros(cap, dtype=np.float32)
+        self.alive = np.zeros(cap, dtype=bool)
+        self.embedded = np.zeros(cap, dtype=bool)
+        self.n_alive = 0
+        self.total_len = 0
+
+    _COLUMNS = ("project", "kind", "created_us", "doc_len", "alive", "embedded")
+
+    def __len__(self) -> int:
+        """Row numbers handed out (dead rows included)."""
+        return len(self.ids)
+
+    @property
+    def avgdl(self) -> float:
+        return self.total_len / self.n_alive if self.n_alive else 0.0
+
+    def _reserve(self, extra: int) -> None:
+        need = len(self.ids) + extra
+        cap = len(self.alive)
+        if need <= cap:
+            return
+        cap = max(need, 2 * cap)
+        for name in self._COLUMNS:
+            old = getattr(self, name)
+            new = np.zeros(cap, dtype=old.dtype)
+            new[: len(old)] = old
+            setattr(self, name, new)
+
+    @staticmethod
+    def _code(codes: dict[str, int], value: str) -> int:
+        code = codes.get(value)
+        if code is None:
+            code = codes[value] = len(codes)
+        return code
+
+    def append(
+        self,
+        ids: Sequence[str],
+        projects: Sequence[str],
+        kinds: Sequence[str],
+        created_us: Sequence[int] | np.ndarray,
+        doc_lens: Sequence[int] | np.ndarray,
+        tags: Iterable[Sequence[str]],
+        embedded: Sequence[bool] | np.ndarray | None = None,
+    ) -> np.ndarray:
+        """Add rows (all alive); returns their row numbers."""
+        n = len(ids)
+        self._reserve(n)
+        start = len(self.ids)
+        rows = np.arange(start, start + n, dtype=np.int64)
+        if n == 1:  # the common single add: scalar stores are ~10x cheaper than slice stores
+            self.project[start] = self._code(self.project_codes, projects[0])
+            self.kind[start] = self._code(self.kind_codes, kinds[0])
+            self.created_us[start] = created_us[0]
+            self.doc_len[start] = doc_lens[0]
+            self.alive[start] = True
+            self.embedded[start] = False if embedded is None else embedded[0]
+        else:
+            sl = slice(start, start + n)
+            self.project[sl] = [self._code(self.project_codes, p) for p in projects]
+            self.kind[sl] = [self._code(self.kind_codes, k) for k in kinds]
+            self.created_us[sl] = created_us
+            self.doc_len[sl] = doc_lens
+            self.alive[sl] = True
+            self.embedded[sl] = False if embedded is None else embedded
+        for row, row_tags in zip(range(start, start + n), tags, strict=True):
+            for tag in row_tags:
+                postings = self._tag_rows.get(tag)
+                if postings is None:
+                    postings = self._tag_rows[tag] = array("i")
+                postings.append(row)
+        self.ids.extend(ids)
+        self.row_of.update(zip(ids, range(start, start + n), strict=True))
+        self.n_alive += n
+        self.total_len += int(np.sum(doc_lens, dtype=np.int64))
+        return rows
+
+    def kill(self, ids: Iterable[str]) -> np.ndarray:
+        """Mark rows deleted; returns the row numbers that were alive."""
+        rows = [r for r in (self.row_of.pop(i, None) for i in ids) if r is not None]
+        out = np.asarray(rows, dtype=np.int64)
+        out = out[self.alive[out]]
+        self.alive[out] = False
+        self.embedded[out] = False
+        self.n_alive -= len(out)
+        self.total_len -= int(np.sum(self.doc_len[out], dtype=np.int64))
+        return out
+
+    def rows_for(self, ids: Iterable[str]) -> list[int | None]:
+        return [self.row_of.get(i) for i in ids]
+
+    def _tag_mask(self, tag: str) -> np.ndarray:
+        mask = np.zeros(len(self.ids), dtype=bool)
+        postings = self._tag_rows.get(tag)
+        if postings:
+            mask[np.frombuffer(postings, dtype=np.int32)] = True
+        return mask
+
+    def mask(
+        self,
+        projects: Sequence[str] | None = None,
+        kinds: Sequence[str] | None = None,
+        tags_any: Sequence[str] | None = None,
+        tags_all: Sequence[str] | None = None,
+        since_us: int | None = None,
+        until_us: int | None = None,
+    ) -> np.ndarray:
+        """Boolean mask over row numbers: alive rows matching every given filter.
+        ``since`` is inclusive and ``until`` exclusive (microseconds since the epoch, UTC)."""
+        n = len(self.ids)
+        mask = self.alive[:n].copy()
+        if projects is not None:
+            codes = [self.project_codes[p] for p in projects if p in self.project_codes]
+            mask &= np.isin(self.project[:n], codes)
+        if kinds is not None:
+            codes = [self.kind_codes[k] for k in kinds if k in self.kind_codes]
+            mask &= np.isin(self.kind[:n], codes)
+        if since_us is not None:
+            mask &= self.created_us[:n] >= since_us
+        if until_us is not None:
+            mask &= self.created_us[:n] < until_us
+        if tags_any:
+            any_mask = np.zeros(n, dtype=bool)
+            for tag in tags_any:
+                any_mask |= self._tag_mask(tag)
+            mask &= any_mask
+        for tag in tags_all or ():
+            mask &= self._tag_mask(tag)
+        return mask
+
+    def pending(self, limit: int) -> list[str]:
+        """Ids of alive rows without an embedding, oldest first."""
+        n = len(self.ids)
+        rows = np.flatnonzero(self.alive[:n] & ~self.embedded[:n])[:limit]
+        return [self.ids[r] for r in rows.tolist()]

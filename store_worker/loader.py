@@ -1,0 +1,88 @@
+"""Rebuild the in-memory catalogue, text index and vector index from the database at open."""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+
+from store_worker.catalog import Catalog
+from store_worker.schema import EMBEDDING_DIM
+from store_worker.text_index import TextIndex
+from store_worker.vector_index import VectorIndex, make_index
+
+# Row numbers are positions in id order: every query below numbers rows that way.
+
+
+def _column(result: dict[str, np.ndarray], name: str) -> np.ndarray:
+    col = result[name]
+    return col.filled() if isinstance(col, np.ma.MaskedArray) else col
+
+
+def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
+    cat = Catalog()
+    res = con.execute(
+        "SELECT m.id, m.project, m.kind, epoch_us(m.created_at) AS us, m.doc_len, m.tags,"
+        " e.id IS NOT NULL AS embedded"
+        " FROM memories m LEFT JOIN (SELECT id FROM memory_embeddings) e USING (id) ORDER BY m.id"
+    ).fetchnumpy()
+    if len(res["id"]) == 0:
+        return cat
+    cat.append(
+        _column(res, "id").tolist(),
+        _column(res, "project").tolist(),
+        _column(res, "kind").tolist(),
+        _column(res, "us").astype(np.int64),
+        _column(res, "doc_len").astype(np.int64),
+        [list(t) for t in _column(res, "tags").tolist()],
+        _column(res, "embedded").astype(bool),
+    )
+    return cat
+
+
+def load_text_index(con: duckdb.DuckDBPyConnection) -> TextIndex:
+    index = TextIndex()
+    terms = [r[0] for r in con.execute(
+        "SELECT DISTINCT term FROM memory_terms ORDER BY term").fetchall()]
+    if not terms:
+        return index
+    res = con.execute(
+        """
+        WITH d AS (SELECT term, (row_number() OVER (ORDER BY term)) - 1 AS tid
+                   FROM (SELECT DISTINCT term FROM memory_terms)),
+             r AS (SELECT (row_number() OVER (ORDER BY id)) - 1 AS row, terms, tfs FROM memories),
+             t AS (SELECT row, unnest(terms) AS term, unnest(tfs) AS tf FROM r)
+        SELECT d.tid, t.row, t.tf FROM t JOIN d USING (term) ORDER BY d.tid
+        """
+    ).fetchnumpy()
+    index.load(terms, _column(res, "tid"), _column(res, "row"), _column(res, "tf"))
+    return index
+
+
+def load_vectors(con: duckdb.DuckDBPyConnection, cat: Catalog) -> VectorIndex:
+    """Read ``memory_embeddings`` in rowid ranges (no sort; bounded memory per page)."""
+    index = make_index(EMBEDDING_DIM, int(np.count_nonzero(cat.embedded)))
+    top = con.execute("SELECT max(rowid) FROM memory_embeddings").fetchall()[0][0]
+    page = 50_000
+    for lo in range(0, -1 if top is None else top + 1, page):
+        res = con.execute(
+            "SELECT id, embedding FROM memory_embeddings WHERE rowid >= ? AND rowid < ?",
+            [lo, lo + page]).fetchnumpy()
+        where = [cat.row_of.get(i, -1) for i in _column(res, "id").tolist()]
+        keep = [k for k, r in enumerate(where) if r >= 0]  # -1: an orphan vector, ignored
+        if keep:
+            embeddings = _column(res, "embedding")
+            index.add(np.asarray([where[k] for k in keep], dtype=np.int64),
+                      np.stack([embeddings[k] for k in keep]).astype(np.float32))
+    return index
+
+
+def load_all(con: duckdb.DuckDBPyConnection) -> tuple[Catalog, TextIndex, VectorIndex]:
+    """All three, read in one transaction so they agree."""
+    con.execute("BEGIN")
+    try:
+        cat = load_catalog(con)
+        text = load_text_index(con)
+        vectors = load_vectors(con, cat)
+    finally:
+        con.execute("COMMIT")
+    return cat, text, vectors

@@ -1,0 +1,118 @@
+"""Versioned DuckDB schema of the store, migrated at open.
+
+Choices recorded here:
+
+* Timestamps are ``TIMESTAMPTZ``; the store's connection sets ``TimeZone='UTC'`` so DuckDB hands
+  back aware ``datetime`` objects in UTC and renders UTC in SQL.
+* ``memories.id`` is a 32-hex-digit UUIDv7-style id (48-bit millisecond time + random), so ids
+  sort by creation time.
+* The word index ``memory_terms(term, memory_id, tf)`` is a view over two list columns of the
+  memory row itself (``terms``, ``tfs``: one entry per distinct term), so a memory and its term rows
+  are written by one INSERT, atomically. A separate term table needed BEGIN + a second INSERT +
+  COMMIT per add: ~1 ms more (+40%) on the 2-core machine. The store scores BM25 from an in-memory
+  copy of these postings (see ``text_index``), so nothing scans the view on the hot path.
+* Embeddings live in ``memory_embeddings(id, embedding FLOAT[384])``, one row per embedded
+  memory, rather than in a nullable column of ``memories``: DuckDB updates a list/array column by
+  rewriting the whole row (content, tags, term lists), which measured ~0.6 ms per row against
+  ~0.1 ms per row for inserting into the side table. A memory without a row there is "pending".
+* ``memories.doc_len`` (terms emitted for the row by ``text_index.tokens``) is the only BM25
+  statistic stored; ``N`` and ``avgdl`` are derived from it (``count(*)``, ``avg(doc_len)``) and
+  ``df`` from ``memory_terms``.
+* ``project_dependencies`` accepts projects that have no memories: a dependency can be recorded
+  before the other project has stored anything.
+"""
+
+from __future__ import annotations
+
+import duckdb
+
+SCHEMA_VERSION = 1
+EMBEDDING_DIM = 384
+DEPENDENCY_TYPES = ("related", "continuation", "reference", "uses", "extends", "shares_code")
+
+_V1 = [
+    """
+    CREATE TABLE memories (
+        id           TEXT PRIMARY KEY,
+        kind         TEXT NOT NULL,
+        content      TEXT NOT NULL,
+        content_hash TEXT NOT NULL,
+        project      TEXT NOT NULL,
+        tags         TEXT[] NOT NULL,
+        session_id   TEXT,
+        created_at   TIMESTAMPTZ NOT NULL,
+        metadata     JSON NOT NULL,
+        doc_len      INTEGER NOT NULL,
+        terms        TEXT[] NOT NULL,
+        tfs          INTEGER[] NOT NULL,
+        UNIQUE (project, content_hash)
+    )
+    """,
+    f"""
+    CREATE TABLE memory_embeddings (
+        id        TEXT PRIMARY KEY,
+        embedding FLOAT[{EMBEDDING_DIM}] NOT NULL
+    )
+    """,
+    """
+    CREATE VIEW memory_terms AS
+    SELECT unnest(terms) AS term, id AS memory_id, unnest(tfs) AS tf FROM memories
+    """,
+    """
+    CREATE TABLE project_dependencies (
+        source      TEXT NOT NULL,
+        target      TEXT NOT NULL,
+        type        TEXT NOT NULL CHECK (type IN ({types})),
+        description TEXT NOT NULL DEFAULT '',
+        created_at  TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (source, target, type)
+    )
+    """.format(types=", ".join(f"'{t}'" for t in DEPENDENCY_TYPES)),
+    """
+    CREATE TABLE sessions (
+        id          TEXT PRIMARY KEY,
+        project     TEXT,
+        working_dir TEXT,
+        started_at  TIMESTAMPTZ NOT NULL,
+        ended_at    TIMESTAMPTZ,
+        metadata    JSON
+    )
+    """,
+]
+
+# Index i holds the statements that bring the schema from version i to version i + 1.
+MIGRATIONS: list[list[str]] = [_V1]
+
+
+class SchemaError(RuntimeError):
+    """The database file was written by a newer version of the store."""
+
+
+def current_version(con: duckdb.DuckDBPyConnection) -> int:
+    row = con.execute("SELECT max(version) FROM schema_version").fetchall()
+    return int(row[0][0] or 0)
+
+
+def migrate(con: duckdb.DuckDBPyConnection) -> int:
+    """Bring the schema to ``SCHEMA_VERSION``; each step is one transaction. Returns the version."""
+    con.execute(
+        "CREATE TABLE IF NOT EXISTS schema_version ("
+        " version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ NOT NULL DEFAULT now())"
+    )
+    version = current_version(con)
+    if version > SCHEMA_VERSION:
+        raise SchemaError(
+            f"database schema version {version} is newer than this store supports "
+            f"({SCHEMA_VERSION}); upgrade sessiond"
+        )
+    for target in range(version + 1, SCHEMA_VERSION + 1):
+        con.execute("BEGIN")
+        try:
+            for statement in MIGRATIONS[target - 1]:
+                con.execute(statement)
+            con.execute("INSERT INTO schema_version (version) VALUES (?)", [target])
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+    return SCHEMA_VERSION

@@ -1,0 +1,63 @@
+"""Tokenisation, snippets and the in-memory postings."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from store_worker.text_index import TextIndex, query_terms, snippet, term_frequencies, tokens
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("parse_config_v2 failed", ["parse_config_v2", "parse", "config", "v2", "failed"]),
+        ("HTTPServerError", ["httpservererror", "http", "server", "error"]),
+        ("getHTTPResponseCode", ["gethttpresponsecode", "get", "http", "response", "code"]),
+        ("src/store/db.py", ["src/store/db.py", "src", "store", "db.py", "db", "py"]),
+        ("ECONNREFUSED E1234", ["econnrefused", "e1234"]),
+        ("foo.bar 3.14", ["foo.bar", "foo", "bar", "3.14", "3", "14"]),
+        ("std::vector a-b-c", ["std::vector", "std", "vector", "a-b-c"]),
+        ("The cat is on the mat.", ["cat", "mat"]),
+        ("x 7 é", ["7"]),
+        ("naïve café", ["naïve", "café"]),
+    ],
+)
+def test_tokens(text, expected):
+    assert tokens(text) == expected
+
+
+def test_term_frequencies_and_query_terms():
+    terms, tfs, dl = term_frequencies("retry the retry loop")
+    assert dict(zip(terms, tfs, strict=True)) == {"retry": 2, "loop": 1}
+    assert dl == 3
+    assert query_terms("Retry retry LOOP the") == ["retry", "loop"]
+    assert len(query_terms(" ".join(f"w{i}" for i in range(100)))) == 32
+    assert tokens("a" * 65) == []  # too long to be a term
+
+
+def test_snippet_centres_on_the_best_term():
+    text = "start " + "pad " * 100 + "the ECONNREFUSED error " + "end " * 100
+    out = snippet(text, ["econnrefused"])
+    assert "ECONNREFUSED" in out and out.startswith("…") and out.endswith("…")
+    assert len(out) <= 202
+    assert snippet("short text", ["x"]) == "short text"
+    assert snippet("a  b\n\nc", []) == "a b c"
+    assert snippet("word " * 100, ["missing"]).startswith("word word")
+
+
+def test_postings_from_load_and_add_agree():
+    loaded, grown = TextIndex(), TextIndex()
+    loaded.load(["alpha", "beta"], np.array([0, 0, 1]), np.array([0, 1, 1]), np.array([2, 1, 3]))
+    grown.add(0, ["alpha"], [2])
+    grown.add(1, ["alpha", "beta"], [1, 3])
+    loaded.add(2, ["beta", "gamma"], [1, 1])
+    grown.add(2, ["beta", "gamma"], [1, 1])
+    for term in ["alpha", "beta", "gamma", "nope"]:
+        a, b = loaded.postings(term), grown.postings(term)
+        assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
+    alive = np.array([True, False, True])
+    scores, by_idf = loaded.scores(["beta", "alpha"], alive, np.ones(3, np.float32), 1.0)
+    assert scores[1] == 0  # a dead row never scores
+    assert scores[0] > 0 and scores[2] > 0
+    assert by_idf == ["alpha", "beta"]  # both df 1 among live rows: stable by term

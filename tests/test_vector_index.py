@@ -1,0 +1,58 @@
+"""The exact in-memory vector index."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from store_worker.vector_index import ExactIndex, make_index, normalise
+
+
+def vectors(n: int, seed: int = 0) -> np.ndarray:
+    return normalise(np.random.default_rng(seed).standard_normal((n, 8)))
+
+
+def test_search_add_replace_remove_and_mask():
+    index = ExactIndex(8, capacity=16)
+    v = vectors(50)
+    index.add(np.arange(0, 100, 2), v)  # labels 0, 2, ..., 98 (growth past capacity)
+    assert len(index) == 50
+    labels, scores = index.search(v[7], 3)
+    assert labels[0] == 14 and scores[0] == pytest.approx(1.0)
+    assert np.all(np.diff(scores) <= 0)
+    index.add(np.array([14]), v[8:9])  # replace
+    assert len(index) == 50
+    assert index.search(v[8], 2)[0].tolist()[:2] in ([14, 16], [16, 14])
+    allowed = np.zeros(100, dtype=bool)
+    allowed[[4, 6]] = True
+    assert sorted(index.search(v[7], 10, allowed)[0].tolist()) == [4, 6]
+    index.remove(np.array([4, 999]))
+    assert index.search(v[7], 10, allowed)[0].tolist() == [6]
+    assert index.vector(4) is None and np.allclose(index.vector(6), v[3])
+    assert index.search(v[0], 0)[0].size == 0
+
+
+def test_compaction_keeps_results():
+    index = make_index(8, expected_rows=3000)
+    v = vectors(3000, seed=1)
+    index.add(np.arange(3000), v)
+    index.remove(np.arange(0, 3000, 2))  # enough holes to compact
+    assert len(index) == 1500
+    labels, scores = index.search(v[1001], 1)
+    assert labels.tolist() == [1001] and scores[0] == pytest.approx(1.0)
+    full = index.search(v[5], 1500)[0]
+    assert sorted(full.tolist()) == list(range(1, 3000, 2))
+
+
+def test_shape_and_duplicate_checks():
+    index = ExactIndex(8)
+    with pytest.raises(ValueError, match="shape"):
+        index.add(np.arange(2), vectors(3))
+    with pytest.raises(ValueError, match="duplicate"):
+        index.add(np.array([1, 1]), vectors(2))
+
+
+def test_normalise_leaves_zero_rows_alone():
+    out = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
+    assert out.dtype == np.float32
+    assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
