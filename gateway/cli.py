@@ -31,6 +31,13 @@ def _parser() -> argparse.ArgumentParser:
     call.add_argument("tool")
     call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
     sub.add_parser("demo", help="start the stack, call the tools through MCP, stop")
+    imp = sub.add_parser("import", help="import a sessiond export, or Claude Code transcripts "
+                         "(a .jsonl file or a directory such as ~/.claude/projects)")
+    imp.add_argument("path")
+    imp.add_argument("--project", help="put every transcript turn in this project")
+    exp = sub.add_parser("export", help="write memories to a JSONL file, one memory a line")
+    exp.add_argument("path")
+    exp.add_argument("--project", help="only this project's memories")
     return parser
 
 
@@ -63,14 +70,25 @@ def main(argv: list[str] | None = None) -> int:
             from gateway.demo import run_demo
 
             return asyncio.run(run_demo(cfg))
+        case "import":
+            from gateway.importer import run_import
+
+            return run_import(cfg, args.path, args.project)
+        case "export":
+            from gateway.importer import run_export
+
+            return run_export(cfg, args.path, args.project)
     return ExitCode.USAGE
 
 
 def _serve(cfg) -> int:
     setup_logging(cfg, "gateway")
-    from gateway.server import build_server
+    import anyio
 
-    build_server(cfg).run(transport="stdio", show_banner=False, log_level="WARNING")
+    from gateway.server import build_server
+    from gateway.stdio import run_stdio
+
+    anyio.run(run_stdio, build_server(cfg))
     return ExitCode.OK
 
 

@@ -58,10 +58,15 @@ def register(mcp: FastMCP, gw) -> None:
         query: Query, limit: Limit = 10, min_score: MinScore = 0.0,
         project: ProjectFilter = None,
         decay: Annotated[bool, Field(description="Favour recent memories.")] = True,
+        kinds: Annotated[list[Annotated[str, Field(max_length=32)]] | None, Field(
+            max_length=16, description="Only these kinds (reflection, conversation, ...).")] = None,
+        tags: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
+            max_length=32, description="Only memories with any of these tags.")] = None,
     ) -> SearchResult:
         """Search memory in depth; each result shows its score parts (bm25, vector, decay)."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
-                                      min_score=min_score, decay=decay)
+                                      min_score=min_score, decay=decay, kinds=kinds,
+                                      tags_any=tags)
         return search_result(query, reply, note)
 
     @mcp.tool(annotations=READ_ONLY)

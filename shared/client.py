@@ -16,10 +16,13 @@ import zmq
 import zmq.asyncio
 
 from shared import protocol as p
-from shared.errors import Timeout, Unavailable, error_from_code
+from shared.errors import BadRequest, Timeout, Unavailable, error_from_code
 from shared.transport import dealer
 
 log = logging.getLogger("sessiond.client")
+
+# The gateway's stdin marks undecodable input with this noncharacter (gateway/stdio.py).
+INVALID_TEXT_MARK_UTF8 = "\uffff".encode()
 
 
 class HubClient:
@@ -75,6 +78,13 @@ class HubClient:
 
     async def _once(self, service: str, body: p.RequestBody, deadline_mono: float,
                     idempotent: bool) -> p.ReplyBody:
+        try:
+            body_raw = p.encoder.encode(body)
+        except UnicodeEncodeError as exc:  # lone surrogates: JSON can carry them, UTF-8 cannot
+            raise BadRequest(f"text is not valid Unicode: {exc.reason}") from None
+        if INVALID_TEXT_MARK_UTF8 in body_raw:
+            raise BadRequest("text is not valid Unicode: it held invalid UTF-8 bytes or a lone "
+                             "surrogate (marked U+FFFF); send UTF-8 text")
         request_id = next(self._ids)
         left = deadline_mono - time.monotonic()
         header = p.RequestHeader(id=request_id, service=service,
@@ -85,7 +95,7 @@ class HubClient:
             sock = self._socket()
             try:
                 await asyncio.wait_for(
-                    sock.send_multipart([p.encoder.encode(header), p.encoder.encode(body)]),
+                    sock.send_multipart([p.encoder.encode(header), body_raw]),
                     timeout=max(0.0, left))
             except TimeoutError:
                 raise Unavailable("the sessiond stack is not reachable") from None

@@ -34,6 +34,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     curve_keys_dir: str = ""
     embed_workers: int = msgspec.field(default_factory=_default_embed_workers)
     embed_threads: int = 1  # ONNX intra-op threads per embed worker
+    # Model files; empty means the ones shipped in the packages (checked by sha256 either way).
+    embed_model_path: str = ""
+    embed_tokenizer_path: str = ""
     heartbeat_interval_s: float = 0.25
     heartbeat_liveness: int = 4  # missed heartbeats before a peer is declared dead
     request_timeout_s: float = 10.0
