@@ -1,11 +1,147 @@
-"""The embed worker: all-MiniLM-L6-v2 vectors for the store (memories and queries)."""
+"""The embed worker: all-MiniLM-L6-v2 vectors for the store (memories and queries).
+
+Requests that arrive together are coalesced (a few ms at most), queries go ahead of bulk
+documents, and each chunk is planned into length-sorted batches by the model. (Query vectors
+are cached by the gateway, before any round trip: with LRU routing across a pool a per-worker
+cache would hit only 1/N of the time.) If the model cannot load, the worker still
+registers and answers: ``Ping`` reports ``unhealthy`` with the reason and ``Embed`` answers
+``unavailable``, so the store falls back to keyword search and the server stays usable.
+"""
 
 from __future__ import annotations
 
+import logging
+import queue
+import time
+
+import numpy as np
+
+from embed_worker.scheduler import Job, Scheduler
 from shared import protocol as p
-from shared.worker import Worker
+from shared.errors import BadRequest, Unavailable
+from shared.worker import Delivery, Worker
+
+log = logging.getLogger("sessiond.embed")
+
+MAX_TEXTS = 4096  # per request
+MAX_CHARS = 20_000  # per text; far beyond 256 tokens, so cutting here changes no vector
+COALESCE_S = 0.002  # how long to wait for company when the pending work is small
 
 
 class EmbedWorker(Worker):
     service = p.SERVICE_EMBED
-    capacity = 64
+    capacity = 64  # deliveries held at once, so concurrent requests can share a batch
+
+    def setup(self) -> None:
+        from embed_worker.model import DIM, MODEL_ID, Embedder, ModelLoadError
+
+        self.dim, self.model_id = DIM, MODEL_ID
+        self.scheduler = Scheduler()
+        self.texts_embedded = 0
+        self.load_error = ""
+        t0 = time.monotonic()
+        try:
+            self.model: Embedder | None = Embedder.load(
+                intra_op_threads=self.cfg.embed_threads,
+                model_path=self.cfg.embed_model_path or None,
+                tokenizer_path=self.cfg.embed_tokenizer_path or None)
+        except ModelLoadError as exc:
+            self.model, self.load_error = None, str(exc)
+            log.error("model not loaded, serving degraded: %s", exc)
+            return
+        log.info("model %s loaded in %.2fs (%d intra-op threads)", MODEL_ID,
+                 time.monotonic() - t0, self.cfg.embed_threads)
+
+    def pong(self) -> p.Pong:
+        pong = super().pong()
+        if self.model is None:
+            pong.health, pong.reason = "unhealthy", f"model not loaded: {self.load_error}"
+        pong.detail = self.stats()
+        return pong
+
+    def stats(self) -> dict[str, str | int | float | bool]:
+        return {"model": self.model_id, "model_loaded": self.model is not None,
+                "texts_embedded": self.texts_embedded}
+
+    # ------------------------------------------------------------ compute thread
+    def compute_loop(self) -> None:
+        stopping = False
+        while not stopping or self.scheduler:
+            if not self.scheduler:
+                delivery = self.inbox.get()
+                if delivery is None:
+                    break
+                self._admit(delivery)
+            stopping = self._gather() or stopping
+            self._run_chunk()
+        self.teardown()
+        self.close_waker()
+
+    def _gather(self) -> bool:
+        """Admit what has arrived; wait a moment for more if the pending work is small.
+        Returns True if the stop sentinel was seen."""
+        deadline = time.monotonic() + COALESCE_S
+        while True:
+            small = self.scheduler.pending_texts() < 32 and not self.scheduler.queries
+            timeout = deadline - time.monotonic() if small else 0
+            try:
+                delivery = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
+            except queue.Empty:
+                return False
+            if delivery is None:
+                return True
+            self._admit(delivery)
+
+    def _admit(self, delivery: Delivery) -> None:
+        """Validate one request; answer at once if it is invalid, cached or a ping."""
+        body = delivery.body
+        if not isinstance(body, p.Embed):
+            self.finish(delivery, self.answer(delivery))
+            return
+        try:
+            texts = self._validate(body)
+        except (BadRequest, Unavailable) as exc:
+            self.finish(delivery, p.Error(code=exc.code, message=exc.message))
+            return
+        job = Job(key=delivery, texts=texts, lengths=self.model.token_lengths(texts),
+                  is_query=body.kind == "query",
+                  out=np.empty((len(texts), self.dim), dtype=np.float32))
+        self.scheduler.add(job)
+
+    def _validate(self, body: p.Embed) -> list[str]:
+        if self.model is None:
+            raise Unavailable(f"embedding model not loaded: {self.load_error}")
+        if not body.texts:
+            raise BadRequest("texts is empty: send at least one text")
+        if len(body.texts) > MAX_TEXTS:
+            raise BadRequest(f"{len(body.texts)} texts in one request; the limit is {MAX_TEXTS}")
+        for i, text in enumerate(body.texts):
+            if not text.strip():
+                raise BadRequest(f"text {i} is empty or whitespace")
+        return [t[:MAX_CHARS] for t in body.texts]
+
+    def _run_chunk(self) -> None:
+        slices = self.scheduler.next_chunk()
+        if not slices:
+            return
+        texts = [s.job.texts[i] for s in slices for i in s.indices]
+        vectors = self.model.embed(texts)
+        self.texts_embedded += len(texts)
+        row = 0
+        for s in slices:
+            n = len(s.indices)
+            s.job.out[s.indices] = vectors[row:row + n]
+            row += n
+            s.job.done += n
+            if s.job.complete:
+                self._complete(s.job)
+
+    def _complete(self, job: Job) -> None:
+        self._reply(job.key, job.out)
+
+    def _reply(self, delivery: Delivery, out: np.ndarray) -> None:
+        if time.time() > delivery.header.deadline:
+            self.finish(delivery, p.Error(code="timeout", message="deadline passed while embedding"))
+            return
+        self.finish(delivery, p.Vectors(data=out.astype("<f4", copy=False).tobytes(),
+                                        count=out.shape[0], dim=self.dim, model_id=self.model_id))

@@ -3,12 +3,23 @@ over stdio, print what comes back, and stop the stack again if the demo started 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 
 from gateway.mcp_client import connect, result_payload
 from gateway.stack_control import stack_process, stop_stack
 from shared.config import Config
+
+
+async def _wait_for_embeddings(client, timeout_s: float = 30.0) -> None:
+    """Stores return before their vectors exist; wait so the demo search is by meaning."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        stats = result_payload(await client.call_tool("reflection_stats", {}))
+        if stats.get("pending_embeddings") == 0:
+            return
+        await asyncio.sleep(0.1)
 
 
 def _show(title: str, payload) -> None:
@@ -26,6 +37,9 @@ async def run_demo(cfg: Config) -> int:
         print(f"connected over MCP stdio in {time.perf_counter() - t0:.2f}s; "
               f"{len(tools)} tools: {', '.join(t.name for t in tools)}")
         for name, args in demo_calls():
+            if name == "wait_for_embeddings":
+                await _wait_for_embeddings(client)
+                continue
             result = await client.call_tool(name, args, raise_on_error=False)
             failures += bool(result.is_error)
             _show(f"{name} {json.dumps(args)}" + ("  [tool error]" if result.is_error else ""),
@@ -36,5 +50,26 @@ async def run_demo(cfg: Config) -> int:
     return 1 if failures else 0
 
 
+DEMO_PROJECT = "sessiond-demo"
+
+
 def demo_calls() -> list[tuple[str, dict]]:
-    return [("ping", {}), ("status", {}), ("health_check", {})]
+    """Every kind of tool once; the demo's memories live in their own project and are deleted
+    at the end, so running the demo on your real data dir leaves nothing behind."""
+    store = [
+        "The deployment pipeline broke because the Docker image ran out of disk space",
+        "parse_config_v2 returns None when the YAML file is indented with tabs",
+        "ECONNREFUSED 127.0.0.1:5432 during migrations: postgres was not started",
+    ]
+    return [
+        ("ping", {}), ("status", {}), ("health_check", {}),
+        *[("store_reflection", {"content": t, "project": DEMO_PROJECT, "tags": ["demo"]})
+          for t in store],
+        ("wait_for_embeddings", {}),
+        ("quick_search", {"query": "CI release job failed: container storage was full",
+                          "project": DEMO_PROJECT, "limit": 2}),
+        ("search_errors", {"error_type": "ECONNREFUSED", "project": DEMO_PROJECT}),
+        ("search_temporal", {"time_expression": "today", "project": DEMO_PROJECT, "limit": 3}),
+        ("reflection_stats", {}),
+        ("delete_memories", {"project": DEMO_PROJECT}),
+    ]

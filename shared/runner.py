@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
 from shared.config import load_config
 from shared.errors import ConfigError, SessiondError
 from shared.exitcodes import ExitCode
 from shared.logs import setup_logging
 from shared.worker import Worker
+
+SWITCH_INTERVAL_S = 0.0005
 
 
 def run_worker(worker_cls: type[Worker], argv: list[str] | None = None) -> int:
@@ -24,6 +27,9 @@ def run_worker(worker_cls: type[Worker], argv: list[str] | None = None) -> int:
         logging.basicConfig()
         logging.getLogger("sessiond").error("%s", exc)
         return ExitCode.CONFIG
+    # Hand the GIL over sooner (default 5 ms): the IO thread must send replies and heartbeats
+    # while the compute thread and the store's embed filler run Python code.
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     setup_logging(cfg, args.name)
     log = logging.getLogger(f"sessiond.{args.name}")
     log.info("starting")

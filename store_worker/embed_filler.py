@@ -26,6 +26,8 @@ log = logging.getLogger("sessiond.store.embed")
 
 CHUNK = 128  # texts per embed request
 BACKOFF_MAX_S = 30.0
+SETTLE_S = 0.03  # quiet time after the last write before embedding starts
+SETTLE_MAX = 10
 
 RunOnDb = Callable[[Callable[[], Any]], Future]
 
@@ -76,7 +78,7 @@ class EmbedFiller:
                     tasks.add(asyncio.create_task(self._embed(client, chunk)))
                 if not tasks:
                     await asyncio.to_thread(self.wake.wait, 5.0)
-                    self.wake.clear()
+                    await self._settle()
                     continue
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                 for task in done:
@@ -92,6 +94,15 @@ class EmbedFiller:
             for task in tasks:
                 task.cancel()
             client.close()
+
+    async def _settle(self) -> None:
+        """Let a burst of writes finish before taking DB time: a store's ack must not queue
+        behind this thread's reads (at most ``SETTLE_MAX`` waits, so bulk loads still flow)."""
+        for _ in range(SETTLE_MAX):
+            self.wake.clear()
+            await asyncio.sleep(SETTLE_S)
+            if not self.wake.is_set():
+                return
 
     async def _embed(self, client: HubClient, chunk: list[tuple[str, str]]):
         try:
