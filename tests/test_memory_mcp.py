@@ -180,7 +180,7 @@ def test_duplicates_and_redaction(mem):
             assert red["redacted"] == ["url_password", "openai_key"]
             assert "secrets replaced" in red["message"]
             found = await call(client, "quick_search", {"query": "OPENAI key", "project": "p-dup"})
-            content = found["results"][0]["content"]
+            content = next(r["content"] for r in found["results"] if r["id"] == red["id"])
             assert secret not in content and "hunter2" not in content and "REDACTED" in content
 
     asyncio.run(scenario())
