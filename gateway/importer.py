@@ -36,7 +36,7 @@ from gateway.transcripts import (
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
-from shared.errors import BadRequest, ServiceError, StackError
+from shared.errors import BadRequest, ServiceError, SessiondError, StackError
 from shared.exitcodes import ExitCode
 from shared.paths import allowed_roots, check_io_path
 from shared.transport import endpoints
@@ -47,11 +47,11 @@ BATCH_TIMEOUT_S = 120.0
 FILE_TIMEOUT_S = 600.0  # a whole export or import of an export file
 
 
-class UsageError(Exception):
+class UsageError(SessiondError):
     """A bad argument: exit code 2."""
 
 
-class Failed(Exception):
+class Failed(SessiondError):
     """A clear reason the command could not do its job: exit code 1."""
 
 

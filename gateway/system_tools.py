@@ -54,6 +54,7 @@ class StatusResult:
     idle_s: float
     gateway_pid: int
     data_dir: str
+    query_cache: dict[str, float | int]  # this gateway's LRU of query vectors
 
 
 @dataclass
@@ -75,7 +76,7 @@ def register(mcp: FastMCP, gateway) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def status() -> StatusResult:
         """State of the stack: uptime, each worker's pid, state, restarts, heartbeat age and
-        requests in hand, queue depth and request counters."""
+        requests in hand, queue depth and request counters; this gateway's query-cache hits."""
         info = await gateway.call(p.SERVICE_HUB, p.StackStatus(), timeout_s=5.0)
         if not isinstance(info, p.StackInfo):
             raise ToolError(f"unexpected status reply {type(info).__name__}")
@@ -83,7 +84,8 @@ def register(mcp: FastMCP, gateway) -> None:
                    for w in info.workers]
         fields = {f: getattr(info, f) for f in info.__struct_fields__ if f not in ("pid", "workers")}
         return StatusResult(stack_pid=info.pid, workers=workers, gateway_pid=os.getpid(),
-                            data_dir=gateway.cfg.home, **fields)
+                            data_dir=gateway.cfg.home, query_cache=gateway.cache.stats(),
+                            **fields)
 
     @mcp.tool(annotations=READ_ONLY)
     async def health_check() -> HealthResult:

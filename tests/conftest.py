@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -87,6 +88,19 @@ def stack(home: Path, env: dict[str, str]):
     s = Stack(home, env)
     yield s
     s.stop()
+
+
+@contextlib.contextmanager
+def private_stack(**overrides: str):
+    """A stack in its own temp data dir, for a module-scoped fixture; yields (env, home)."""
+    home = Path(tempfile.mkdtemp(prefix="sd-"))
+    env = base_env(home, **overrides)
+    stack = Stack(home, env)
+    try:
+        yield env, home
+    finally:
+        stack.stop()
+        kill_stack_processes(home)
 
 
 def kill_stack_processes(home: Path) -> None:

@@ -6,13 +6,12 @@ import asyncio
 import json
 import os
 import signal
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import Stack, base_env, kill_stack_processes, wait_for
+from conftest import private_stack, wait_for
 
 from shared import protocol as p
 from shared.client import HubClient
@@ -43,12 +42,8 @@ def corpus():
 @pytest.fixture(scope="module")
 def pool():
     """One stack with two embed workers for the whole module."""
-    home = Path(tempfile.mkdtemp(prefix="sd-"))
-    env = base_env(home, SESSIOND_EMBED_WORKERS="2")
-    stack = Stack(home, env)
-    yield stack, load_config(env)
-    stack.stop()
-    kill_stack_processes(home)
+    with private_stack(SESSIOND_EMBED_WORKERS="2") as (env, _):
+        yield load_config(env)
 
 
 def run(cfg, coro_fn):
@@ -67,7 +62,7 @@ def embed(client, texts, kind="document", **kw):
 
 
 def test_corpus_matches_reference_batched_and_one_at_a_time(pool, corpus):
-    _, cfg = pool
+    cfg = pool
     texts, ref = corpus
 
     async def scenario(client):
@@ -83,7 +78,7 @@ def test_corpus_matches_reference_batched_and_one_at_a_time(pool, corpus):
 
 
 def test_long_texts_do_not_crash_and_match(pool, corpus):
-    _, cfg = pool
+    cfg = pool
     texts, ref = corpus
     long_idx = [i for i, t in enumerate(texts) if len(t.split()) > 200]
     assert long_idx, "the corpus should hold texts over 256 tokens"
@@ -101,7 +96,7 @@ def test_long_texts_do_not_crash_and_match(pool, corpus):
 
 
 def test_queries_match_reference(pool):
-    _, cfg = pool
+    cfg = pool
     queries = json.loads((DATA / "queries.json").read_text())
     ref = np.load(DATA / "ref_q.npy")
 
@@ -122,7 +117,7 @@ def test_queries_match_reference(pool):
     (["x"] * 5000, "limit is 4096"),
 ])
 def test_bad_requests_are_typed_and_worker_keeps_serving(pool, texts, message):
-    _, cfg = pool
+    cfg = pool
 
     async def scenario(client):
         with pytest.raises(BadRequest, match=message):
@@ -133,7 +128,7 @@ def test_bad_requests_are_typed_and_worker_keeps_serving(pool, texts, message):
 
 
 def test_wrong_types_are_bad_request(pool):
-    _, cfg = pool
+    cfg = pool
     import zmq
 
     ctx = zmq.Context.instance()
@@ -150,7 +145,7 @@ def test_wrong_types_are_bad_request(pool):
 
 
 def test_a_query_does_not_wait_behind_a_bulk_job(pool):
-    _, cfg = pool
+    cfg = pool
     bulk = [f"bulk document number {i} about topic {i % 17} and more words" for i in range(1000)]
 
     async def scenario(client):
@@ -172,7 +167,7 @@ def test_a_query_does_not_wait_behind_a_bulk_job(pool):
 
 
 def test_kill9_during_bulk_loses_no_request(pool):
-    _, cfg = pool
+    cfg = pool
     bulk = [f"crash test sentence {i} with several ordinary words" for i in range(400)]
 
     async def scenario(client):

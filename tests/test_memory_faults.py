@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from conftest import (
     REPO,
-    Stack,
     base_env,
     call,
     call_error,
     gateway_client,
     kill_stack_processes,
+    private_stack,
     wait_all_ready,
 )
 
@@ -38,12 +38,8 @@ BAD_STORES = [
 
 @pytest.fixture(scope="module")
 def faults():
-    home = Path(tempfile.mkdtemp(prefix="sd-"))
-    env = base_env(home)
-    stack = Stack(home, env)
-    yield env, home
-    stack.stop()
-    kill_stack_processes(home)
+    with private_stack() as env_home:
+        yield env_home
 
 
 def test_hostile_input_is_a_clear_error_and_writes_nothing(faults):

@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import json
-import tempfile
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from conftest import (
-    Stack,
-    base_env,
     call,
     call_error,
     gateway_client,
-    kill_stack_processes,
+    private_stack,
 )
 
 
 @pytest.fixture(scope="module")
 def mem():
     """One stack for the module; each test uses its own project names."""
-    home = Path(tempfile.mkdtemp(prefix="sd-"))
-    env = base_env(home)
-    stack = Stack(home, env)
-    yield env, home
-    stack.stop()
-    kill_stack_processes(home)
+    with private_stack() as env_home:
+        yield env_home
 
 
 async def wait_embedded(client, timeout: float = 60) -> dict:
@@ -72,6 +64,10 @@ def test_finds_by_meaning_identifier_and_error_text(mem):
 
             found = await call(client, "quick_search", {"query": "parse_config_v2"})
             assert ids_of(found)[0] == ids["ident"]
+            again = await call(client, "quick_search", {"query": "  PARSE_CONFIG_V2 "})
+            assert ids_of(again)[0] == ids["ident"]
+            cache = (await call(client, "status"))["query_cache"]
+            assert cache["hits"] >= 1 and 0 < cache["hit_rate"] < 1
             assert found["results"][0]["parts"]["bm25"] > 0
 
             found = await call(client, "search_errors",
