@@ -16,10 +16,13 @@ import zmq
 import zmq.asyncio
 
 from shared import protocol as p
-from shared.errors import BadRequest, Timeout, Unavailable, error_from_code
+from shared.errors import BadRequest, Timeout, Unavailable, Unreachable, error_from_code
 from shared.transport import dealer
 
 log = logging.getLogger("sessiond.client")
+
+# The DEALER only queues to live connections, so a send that waits this long has no hub.
+CONNECT_WAIT_S = 1.0
 
 # The gateway's stdin marks undecodable input with this noncharacter (gateway/stdio.py).
 INVALID_TEXT_MARK_UTF8 = "\uffff".encode()
@@ -69,6 +72,8 @@ class HubClient:
         while True:
             try:
                 return await self._once(service, body, deadline_mono, idempotent)
+            except Unreachable:
+                raise  # no stack to wait for: the caller decides whether to start one
             except Unavailable:
                 left = deadline_mono - time.monotonic()
                 if not retry_unavailable or left <= delay:
@@ -96,9 +101,9 @@ class HubClient:
             try:
                 await asyncio.wait_for(
                     sock.send_multipart([p.encoder.encode(header), body_raw]),
-                    timeout=max(0.0, left))
+                    timeout=max(0.0, min(left, CONNECT_WAIT_S)))
             except TimeoutError:
-                raise Unavailable("the sessiond stack is not reachable") from None
+                raise Unreachable("the sessiond stack is not reachable") from None
             try:
                 reply = await asyncio.wait_for(fut, timeout=max(0.0, deadline_mono - time.monotonic()))
             except TimeoutError:

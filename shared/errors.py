@@ -41,6 +41,10 @@ class Unavailable(ServiceError):
     code = "unavailable"
 
 
+class Unreachable(Unavailable):
+    """No hub accepted the request at all: the stack is not running (never retried)."""
+
+
 class Timeout(ServiceError):
     code = "timeout"
 

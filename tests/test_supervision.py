@@ -113,3 +113,19 @@ def test_gateway_restarts_a_stack_that_went_away(env, home):
             wait_for(lambda: stack_info(home) and stack_info(home)["pid"] == second, 5)
 
     asyncio.run(scenario())
+
+
+def test_kill9_supervisor_leaves_no_orphans_and_a_new_stack_starts(env, home):
+    async def scenario():
+        async with gateway_client(env) as client:
+            st = await wait_all_ready(client)
+            supervisor = psutil.Process(st["stack_pid"])
+            workers = [psutil.Process(w["pid"]) for w in st["workers"]]
+            supervisor.kill()
+            _, alive = psutil.wait_procs(workers, timeout=5)
+            assert not alive, f"orphaned workers: {alive}"
+            # The next call finds the stack gone and starts a new one.
+            assert (await call(client, "ping"))["stack_pid"] != st["stack_pid"]
+            await wait_all_ready(client)
+
+    asyncio.run(scenario())
