@@ -93,7 +93,7 @@ class EmbedWorker(Worker):
             self._admit(delivery)
 
     def _admit(self, delivery: Delivery) -> None:
-        """Validate one request; answer at once if it is invalid, cached or a ping."""
+        """Validate one request and queue its texts; answer at once if it is invalid or a ping."""
         body = delivery.body
         if not isinstance(body, p.Embed):
             self.finish(delivery, self.answer(delivery))
@@ -103,10 +103,15 @@ class EmbedWorker(Worker):
         except (BadRequest, Unavailable) as exc:
             self.finish(delivery, p.Error(code=exc.code, message=exc.message))
             return
-        job = Job(key=delivery, texts=texts, lengths=self.model.token_lengths(texts),
-                  is_query=body.kind == "query",
-                  out=np.empty((len(texts), self.dim), dtype=np.float32))
-        self.scheduler.add(job)
+        try:
+            lengths = self.model.token_lengths(texts)
+        except Exception as exc:  # the tokenizer choked: answer and keep serving
+            log.exception("tokenizing failed")
+            self.finish(delivery, p.Error(code="internal", message=f"tokenizer failed: {exc}"))
+            return
+        self.scheduler.add(Job(key=delivery, texts=texts, lengths=lengths,
+                               is_query=body.kind == "query",
+                               out=np.empty((len(texts), self.dim), dtype=np.float32)))
 
     def _validate(self, body: p.Embed) -> list[str]:
         if self.model is None:
@@ -125,7 +130,14 @@ class EmbedWorker(Worker):
         if not slices:
             return
         texts = [s.job.texts[i] for s in slices for i in s.indices]
-        vectors = self.model.embed(texts)
+        try:
+            vectors = self.model.embed(texts)
+        except Exception as exc:  # ONNX failed on this chunk: fail its requests, keep serving
+            log.exception("embedding a chunk of %d texts failed", len(texts))
+            for job in {id(s.job): s.job for s in slices}.values():
+                job.order.clear()  # drop what is left of it; the scheduler forgets it
+                self.finish(job.key, p.Error(code="internal", message=f"model failed: {exc}"))
+            return
         self.texts_embedded += len(texts)
         row = 0
         for s in slices:
@@ -134,10 +146,7 @@ class EmbedWorker(Worker):
             row += n
             s.job.done += n
             if s.job.complete:
-                self._complete(s.job)
-
-    def _complete(self, job: Job) -> None:
-        self._reply(job.key, job.out)
+                self._reply(s.job.key, s.job.out)
 
     def _reply(self, delivery: Delivery, out: np.ndarray) -> None:
         if time.time() > delivery.header.deadline:

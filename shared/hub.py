@@ -156,7 +156,7 @@ class Hub:
         self.gateways[client] = now
         self.counters.requests_total += 1
         if header.service == p.SERVICE_HUB:
-            self._reply(client, header.id, self.local_handler(p.request_body_decoder.decode(body_raw)))
+            self._reply(client, header.id, self._local(p.request_body_decoder.decode(body_raw)))
             return
         if not self.intake_open:
             self._fail(client, header.id, "unavailable", "the stack is shutting down")
@@ -170,6 +170,14 @@ class Hub:
             return
         self.queues.setdefault(header.service, deque()).append(pending)
         self._dispatch(header.service)
+
+    def _local(self, body: p.RequestBody) -> p.ReplyBody:
+        """A request to the hub itself; a bug in answering it must not stop the hub."""
+        try:
+            return self.local_handler(body)
+        except Exception as exc:
+            log.exception("hub failed to answer %s", type(body).__name__)
+            return p.Error(code="internal", message=f"{type(exc).__name__}: {exc}")
 
     def _reply(self, client: bytes, request_id: int, body: p.ReplyBody) -> None:
         header = p.encoder.encode(p.ReplyHeader(request_id))
