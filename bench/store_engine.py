@@ -4,7 +4,7 @@ Synthetic text (Zipf-distributed words plus code identifiers), random unit vecto
 Prints p50/p95 of ``add`` and of ``search`` (keyword, hybrid, hybrid filtered to one project), bulk
 load and embedding throughput, and the reopen time (index rebuild). Runs in about 1-2 minutes.
 
-    uv run python bench/store_engine.py [--sizes 1000,100000] [--keep DIR]
+    uv run python -m bench.store_engine [--sizes 1000,100000] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.workload import fsync_latency
 from store_worker.memory_store import MemoryStore
 
 DIM = 384
@@ -97,23 +98,6 @@ def _pct(samples: list[float]) -> str:
     ms = sorted(s * 1000 for s in samples)
     p95 = ms[min(len(ms) - 1, int(len(ms) * 0.95))]
     return f"p50 {statistics.median(ms):7.2f} ms   p95 {p95:7.2f} ms   (n={len(ms)})"
-
-
-def fsync_latency(workdir: Path) -> str:
-    """The disk's own commit cost: 4 KiB append + fsync, as a DuckDB commit does."""
-    path = workdir / "fsync.probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
-    try:
-        times = []
-        for _ in range(100):
-            os.write(fd, b"x" * 4096)
-            t0 = time.perf_counter()
-            os.fsync(fd)
-            times.append(time.perf_counter() - t0)
-    finally:
-        os.close(fd)
-        path.unlink()
-    return _pct(times)
 
 
 def run(size: int, workdir: Path) -> None:
@@ -196,7 +180,8 @@ def main() -> None:
     workdir = args.keep or Path(tempfile.mkdtemp(prefix="sessiond-bench-", dir=args.dir))
     workdir.mkdir(parents=True, exist_ok=True)
     print(f"{os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f}; data in {workdir}")
-    print(f"disk fsync (4 KiB):         {fsync_latency(workdir)}")
+    disk = fsync_latency(workdir)
+    print(f"disk fsync (4 KiB):         p50 {disk['p50_ms']:7.2f} ms   p95 {disk['p95_ms']:7.2f} ms")
     try:
         for size in (int(s) for s in args.sizes.split(",")):
             run(size, workdir)
