@@ -56,3 +56,18 @@ def test_normalise_leaves_zero_rows_alone():
     out = normalise(np.array([[3.0, 4.0], [0.0, 0.0]]))
     assert out.dtype == np.float32
     assert np.allclose(out, [[0.6, 0.8], [0.0, 0.0]])
+
+
+def test_split_scan_gives_the_same_answer_as_one_thread(monkeypatch):
+    from store_worker import vector_index
+
+    rng = np.random.default_rng(3)
+    vectors = rng.standard_normal((vector_index.PARALLEL_ROWS + 5001, 16)).astype(np.float32)
+    index = vector_index.ExactIndex(16)
+    index.add(np.arange(len(vectors)), normalise(vectors))
+    query = normalise(rng.standard_normal((1, 16)).astype(np.float32))[0]
+    split = index.search(query, 20)
+    monkeypatch.setattr(vector_index, "PARALLEL_ROWS", 10**9)
+    single = index.search(query, 20)
+    assert np.array_equal(split[0], single[0])
+    assert np.allclose(split[1], single[1])
