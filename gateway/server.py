@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import time
 from pathlib import Path
 
 from fastmcp import FastMCP
@@ -18,7 +17,7 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server.lifespan import lifespan
 
 from gateway.query_cache import QueryCache
-from gateway.stack_control import ensure_stack
+from gateway.stack_control import ensure_stack, hub_alive
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
@@ -40,7 +39,6 @@ class Gateway:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.started = time.monotonic()
         self.client = HubClient(endpoints(cfg).clients, default_timeout_s=cfg.request_timeout_s)
         self.cache = QueryCache()
         self.project = cfg.project or Path.cwd().name or "default"
@@ -81,7 +79,7 @@ class Gateway:
                 return await self.client.request(service, body, timeout_s=timeout_s,
                                                  idempotent=idempotent, retry_unavailable=True)
             except ServiceError as exc:
-                if attempt == 1 and exc.code in ("unavailable", "timeout") and not await self._hub_up():
+                if attempt == 1 and exc.code in ("unavailable", "timeout") and not await hub_alive(self.client):
                     await self._restart_stack()
                     continue
                 raise ToolError(f"{service} {exc.code}: {exc.message}") from exc
@@ -94,13 +92,6 @@ class Gateway:
         except StackError as exc:
             log.error("could not start the stack: %s", exc)
 
-    async def _hub_up(self) -> bool:
-        try:
-            await self.client.request(p.SERVICE_HUB, p.Ping(), timeout_s=0.5)
-        except ServiceError:
-            return False
-        return True
-
     async def _restart_stack(self) -> None:
         try:
             await self.ensure_stack()
@@ -112,9 +103,7 @@ class Gateway:
         interval = max(0.5, min(30.0, self.cfg.idle_timeout_s / 3))
         while True:
             await asyncio.sleep(interval)
-            try:
-                await self.client.request(p.SERVICE_HUB, p.Ping(), timeout_s=1.0)
-            except ServiceError:
+            if not await hub_alive(self.client, timeout_s=1.0):
                 log.info("stack not answering keepalive; it will be restarted on the next call")
 
 
