@@ -22,6 +22,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
     cat = Catalog()
     res = con.execute(
         "SELECT m.id, m.project, m.kind, epoch_us(m.created_at) AS us, m.doc_len, m.tags,"
+        " m.content_hash,"
         " e.id IS NOT NULL AS embedded"
         " FROM memories m LEFT JOIN (SELECT id FROM memory_embeddings) e USING (id) ORDER BY m.id"
     ).fetchnumpy()
@@ -34,6 +35,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
         _column(res, "us").astype(np.int64),
         _column(res, "doc_len").astype(np.int64),
         [list(t) for t in _column(res, "tags").tolist()],
+        _column(res, "content_hash").tolist(),
         _column(res, "embedded").astype(bool),
     )
     return cat

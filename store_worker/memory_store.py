@@ -1,8 +1,11 @@
 """``MemoryStore``: the store worker's storage and search engine over one DuckDB file.
 
-One connection, one thread. Every write is one DuckDB transaction, committed (durable) before the
-method returns; the in-memory indexes (``catalog``, ``text_index``, ``vector_index``) are updated
-only after the commit, and rebuilt from the tables at open (``loader``).
+One connection, one thread. Every write is durable before the method returns. A single ``add``
+is made durable by the write-ahead ``journal`` (0.2 ms instead of a 1.2-1.9 ms DuckDB commit) and
+written into the table by ``flush``, which the worker runs when idle and every method that reads
+the table runs first; every other write is one DuckDB transaction, committed before it returns.
+The in-memory indexes (``catalog``, ``text_index``, ``vector_index``) are updated once a write is
+durable, and rebuilt from the tables at open (``loader``), after replaying the journal.
 
 DuckDB runs with ``threads`` worker threads (default 1) once the indexes are loaded (loading uses
 all cores): on the 2-core machine one thread cut small-statement latency by ~25% under load, and
@@ -11,6 +14,7 @@ no statement on the hot path scans enough rows to gain from a second thread.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
@@ -21,6 +25,7 @@ import duckdb
 import numpy as np
 
 from store_worker import dependencies, loader, ranking, rows, schema
+from store_worker.journal import Journal
 from store_worker.records import (
     AddResult,
     InvalidInput,
@@ -38,6 +43,8 @@ from store_worker.rows import IDS, Terms
 from store_worker.text_index import query_terms, snippet, term_frequencies, top_k
 from store_worker.vector_index import normalise
 
+log = logging.getLogger("sessiond.store")
+
 DIM = schema.EMBEDDING_DIM
 MAX_QUERY_CHARS = 10_000
 MAX_LIMIT = 1000
@@ -47,13 +54,19 @@ T = TypeVar("T")
 class MemoryStore:
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
         self.path = Path(path)
+        self._unflushed: dict[str, tuple[Record, Terms]] = {}  # journaled, not yet in the table
+        self._journal: Journal | None = None
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self.path))
         try:
             self._con.execute("SET TimeZone = 'UTC'")
             schema.migrate(self._con)
+            self._journal = Journal(f"{self.path}.journal")
+            self.replayed = self._replay_journal()
             self.catalog, self.text_index, self.vector_index = loader.load_all(self._con)
             self._con.execute("SET threads = ?", [int(threads)])
         except BaseException:
+            if self._journal is not None:
+                self._journal.close()
             self._con.close()
             self._con = None
             raise
@@ -63,13 +76,17 @@ class MemoryStore:
         return cls(path, threads=threads)
 
     def close(self) -> None:
-        """Checkpoint (fold the WAL into the file) and close. Safe to call twice."""
+        """Flush the journal, checkpoint (fold the WAL into the file) and close. Safe to call
+        twice."""
         if self._con is not None:
             try:
+                self.flush()
                 self._con.execute("CHECKPOINT")
             finally:
                 self._con.close()
                 self._con = None
+                if self._journal is not None:
+                    self._journal.close()
 
     def __enter__(self) -> Self:
         return self
@@ -84,6 +101,7 @@ class MemoryStore:
         return self._con
 
     def checkpoint(self) -> None:
+        self.flush()
         self.con.execute("CHECKPOINT")
 
     @property
@@ -109,6 +127,7 @@ class MemoryStore:
         new_rows = self.catalog.append(
             [r.id for r in recs], [r.project for r in recs], [r.kind for r in recs],
             [epoch_us(r.created_at) for r in recs], [t[2] for t in terms], [r.tags for r in recs],
+            [r.content_hash for r in recs],
         )
         for row, (words, tfs, _) in zip(new_rows.tolist(), terms, strict=True):
             self.text_index.add(row, words, tfs)
@@ -124,22 +143,85 @@ class MemoryStore:
         created_at: datetime | str | None = None,
     ) -> AddResult:
         """Validate, redact, dedup (same redacted content in the same project: the stored id comes
-        back with ``duplicate`` true), write and commit. Raises ``InvalidInput``."""
+        back with ``duplicate`` true), then append to the journal and sync: durable (and
+        searchable by keywords) when this returns; the table gets the row at the next
+        ``flush``. Raises ``InvalidInput``."""
         rec = make_record(kind, content, project, tags, session_id, metadata, created_at)
-        terms = [term_frequencies(rec.content)]
-        try:
-            rows.insert_memories(self.con, [rec], terms)  # one statement: its own transaction
-        except duckdb.ConstraintException:  # UNIQUE (project, content_hash)
-            existing = rows.existing_hashes(self.con, [rec]).get((rec.project, rec.content_hash))
-            if existing is None:
-                raise
+        existing = self._stored_id(rec)
+        if existing is not None:
             return AddResult(existing, True, rec.redacted)
-        self._index([rec], terms)
+        terms = term_frequencies(rec.content)
+        self.journal.append(rec)
+        self._unflushed[rec.id] = (rec, terms)
+        self._index([rec], [terms])
         return AddResult(rec.id, False, rec.redacted)
+
+    def _stored_id(self, rec: Record) -> str | None:
+        """The id of the memory holding ``rec``'s content in its project, if any."""
+        row = self.catalog.find(rec.project, rec.content_hash)
+        if row is None:
+            return None
+        rid = self.catalog.ids[row]
+        pending = self._unflushed.get(rid)
+        if pending is not None:
+            stored = (pending[0].project, pending[0].content_hash)
+        else:
+            found = self.con.execute(
+                "SELECT project, content_hash FROM memories WHERE id = ?", [rid]).fetchall()
+            stored = found[0] if found else None
+        return rid if stored == (rec.project, rec.content_hash) else None
+
+    @property
+    def journal(self) -> Journal:
+        if self._journal is None:
+            raise RuntimeError("the memory store is closed")
+        return self._journal
+
+    @property
+    def unflushed(self) -> int:
+        """Memories acknowledged from the journal and not yet written into the table."""
+        return len(self._unflushed)
+
+    def flush(self) -> int:
+        """Write the journaled memories into the table (one transaction), then empty the
+        journal. Returns how many were written."""
+        if not self._unflushed:
+            return 0
+        pending = list(self._unflushed.values())
+        recs, terms = [r for r, _ in pending], [t for _, t in pending]
+        self._transaction(lambda con: rows.insert_memories(con, recs, terms))
+        self._unflushed.clear()
+        self.journal.reset()
+        return len(recs)
+
+    def _replay_journal(self) -> int:
+        """At open: write what the journal holds and the table lacks (the last process died
+        before its flush); returns how many memories that was."""
+        journal = self.journal
+        if journal.size == 0:
+            return 0
+        recs = list(journal.records())
+        new: list[Record] = []
+        if recs:
+            taken = {r[0] for r in self.con.execute(
+                f"SELECT id FROM memories WHERE id IN {IDS}", [[r.id for r in recs]]).fetchall()}
+            known = rows.existing_hashes(self.con, recs)
+            for r in recs:
+                key = (r.project, r.content_hash)
+                if r.id not in taken and key not in known:
+                    known[key] = r.id
+                    new.append(r)
+        if new:
+            terms = [term_frequencies(r.content) for r in new]
+            self._transaction(lambda con: rows.insert_memories(con, new, terms))
+        log.info("journal replay: %d records, %d written into the table", len(recs), len(new))
+        journal.reset()
+        return len(new)
 
     def _add_batch(self, recs: list[Record], taken_ids: set[str]) -> list[tuple[str, bool]]:
         """Write, in one transaction, the records whose id is not taken and whose content is new
         to their project; returns (id, duplicate) per record."""
+        self.flush()
         known = rows.existing_hashes(self.con, recs)
         out: list[tuple[str, bool]] = []
         new: list[Record] = []
@@ -171,6 +253,7 @@ class MemoryStore:
 
     def pending_embeddings(self, limit: int = 64) -> list[tuple[str, str]]:
         """Up to ``limit`` (id, content) of memories without an embedding, oldest id first."""
+        self.flush()
         ids = self.catalog.pending(max(0, int(limit)))
         if not ids:
             return []
@@ -181,6 +264,7 @@ class MemoryStore:
     def set_embeddings(self, ids: Sequence[str], vectors: np.ndarray) -> int:
         """Store embeddings (L2-normalised) for ``ids``, replacing any earlier ones; ids no
         longer present are skipped. Returns how many memories got a vector."""
+        self.flush()
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.ndim != 2 or vectors.shape != (len(ids), DIM):
             raise InvalidInput(f"vectors must have shape ({len(ids)}, {DIM}), not {vectors.shape}")
@@ -226,6 +310,7 @@ class MemoryStore:
         keyword-only search. Filters combine with AND (``project`` and ``projects`` are one list);
         ``since`` is inclusive, ``until`` exclusive. ``total_candidates`` counts the fused
         candidates at or above ``min_score`` (each list holds ``max(100, 4 * (offset + limit))``)."""
+        self.flush()
         if not isinstance(query, str) or len(query) > MAX_QUERY_CHARS:
             raise InvalidInput(f"query must be a string of at most {MAX_QUERY_CHARS} characters")
         if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
@@ -280,6 +365,7 @@ class MemoryStore:
 
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Rows for ``ids`` in the order asked (unknown ids left out)."""
+        self.flush()
         ids = list(dict.fromkeys(str_list(ids, "ids") or []))
         found = rows.fetch_rows(self.con, ids) if ids else {}
         return [found[i] for i in ids if i in found]
@@ -292,6 +378,7 @@ class MemoryStore:
     ) -> int:
         """Delete the memories matching every given criterion (at least one is required), with
         their term rows (part of the row) and embeddings. Returns how many were deleted."""
+        self.flush()
         where, params = [], []
         if ids is not None:
             where.append(f"id IN {IDS}")
@@ -318,6 +405,7 @@ class MemoryStore:
         return len(doomed)
 
     def stats(self) -> dict[str, Any]:
+        self.flush()
         con = self.con
 
         def counts(column: str) -> dict[str, int]:
@@ -362,6 +450,7 @@ class MemoryStore:
         """Every memory (of one project) in id order as ``{id, kind, content, project, tags,
         created_at, metadata, session_id}``, read page by page: no cursor stays open between
         pages, so the store remains usable while the iterator is alive."""
+        self.flush()
         last = ""
         cond, extra = ("AND project = ?", [check_project(project)]) if project is not None else (
             "", [])
@@ -378,6 +467,7 @@ class MemoryStore:
         """Import exported rows keeping ids and timestamps, in one transaction (all or nothing on
         invalid input). A row whose id exists, or whose content exists in its project, is skipped.
         Returns (added, skipped)."""
+        self.flush()
         recs = records_from_items(items, importing=True)
         ids = [r.id for r in recs]
         taken = {r[0] for r in self.con.execute(

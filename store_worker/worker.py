@@ -59,8 +59,20 @@ class StoreWorker(Worker):
             self.finish(item, self.answer(item))
             if isinstance(item.body, WRITES):
                 self.filler.wake.set()
+            if self.inbox.empty():
+                self._flush_journal()
         self.teardown()
         self.close_waker()
+
+    def _flush_journal(self) -> None:
+        """Idle: move journaled stores into the table (a burst of stores becomes one
+        transaction). On failure the records stay in the journal, durable, and the next flush
+        (every read runs one first) tries again."""
+        try:
+            self.store.flush()
+        except (duckdb.Error, OSError) as exc:
+            log.error("could not write journaled memories into the table (kept in the "
+                      "journal, retried on the next flush): %s", exc)
 
     def teardown(self) -> None:
         self.filler.stopping.set()

@@ -308,6 +308,7 @@ def test_bm25_matches_the_sql_reference(store):
              "gamma delta parse_config_v2", "unrelated words only here", "alpha " * 10]
     for t in texts:
         store.add("note", t, "p" if len(t) % 2 else "q")
+    store.flush()  # the SQL reference reads the table
     cat = store.catalog
     n = len(cat)
     for query in ["alpha", "beta gamma", "parse_config_v2 delta", "alpha zeta"]:

@@ -1,0 +1,103 @@
+"""The write-ahead journal: what makes a single store durable before DuckDB has the row.
+
+A DuckDB commit of one memory costs 1.2-1.9 ms on the 2-core machine (the statement, then the
+WAL write and its sync); appending the same record to this file and ``fdatasync``-ing it costs
+about 0.2 ms. So a single ``add`` writes the record here, syncs, and is acknowledged; the
+``MemoryStore`` writes journaled records into the table afterwards, many in one transaction
+(``flush``, run when the store is idle and before any read of the table), then empties the
+journal. At open, records still in the journal (the process died before a flush) are written
+into the table first; a record whose id is already there is skipped, so replay is idempotent.
+
+File format: a sequence of records, each ``length (u32, little-endian) | crc32 of the payload
+(u32) | payload`` where the payload is a msgpack array of the ``Record`` fields. A process killed
+mid-append leaves a short or corrupt last record; it was never acknowledged, and reading stops
+there. Only the store worker opens this file, as it alone opens the database.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import zlib
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import msgspec
+
+from store_worker.records import Record
+
+log = logging.getLogger("sessiond.store.journal")
+
+_HEAD = struct.Struct("<II")
+MAX_RECORD_BYTES = 4 * 1024 * 1024  # a record is at most ~120 KB; more means corruption
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(
+    tuple[str, str, str, str, str, list[str], str | None, datetime, str])
+
+
+def encode(rec: Record) -> bytes:
+    payload = _encoder.encode((rec.id, rec.kind, rec.content, rec.content_hash, rec.project,
+                               rec.tags, rec.session_id, rec.created_at, rec.metadata))
+    return _HEAD.pack(len(payload), zlib.crc32(payload)) + payload
+
+
+def decode(payload: bytes) -> Record:
+    rid, kind, content, chash, project, tags, session_id, created_at, metadata = (
+        _decoder.decode(payload))
+    return Record(rid, kind, content, chash, project, tags, session_id, created_at, metadata, [])
+
+
+class Journal:
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
+        self.size = os.fstat(self._fd).st_size
+
+    def append(self, rec: Record) -> None:
+        """Write one record and sync it to the disk: durable when this returns."""
+        data = encode(rec)
+        try:
+            written = os.write(self._fd, data)
+            if written != len(data):  # a short write to a regular file means the disk is full
+                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+            os.fdatasync(self._fd)
+        except OSError:
+            # Cut off whatever part got written, or a later record would sit behind a torn one.
+            os.ftruncate(self._fd, self.size)
+            raise
+        self.size += len(data)
+
+    def records(self) -> Iterator[Record]:
+        """The complete records in the file, in order; stops at a torn or corrupt tail."""
+        with open(self.path, "rb") as f:
+            data = f.read()
+        pos = 0
+        while pos + _HEAD.size <= len(data):
+            length, crc = _HEAD.unpack_from(data, pos)
+            payload = data[pos + _HEAD.size : pos + _HEAD.size + length]
+            if length > MAX_RECORD_BYTES or len(payload) < length or zlib.crc32(payload) != crc:
+                log.warning("journal %s: ignoring %d bytes of a torn or corrupt tail at %d",
+                            self.path, len(data) - pos, pos)
+                return
+            try:
+                yield decode(payload)
+            except msgspec.DecodeError as exc:
+                log.warning("journal %s: undecodable record at %d (%s); stopping", self.path,
+                            pos, exc)
+                return
+            pos += _HEAD.size + length
+
+    def reset(self) -> None:
+        """Empty the journal (its records are in the table) and sync that, so a deleted memory
+        can never come back from an old journal."""
+        os.ftruncate(self._fd, 0)
+        os.fsync(self._fd)
+        self.size = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
