@@ -47,7 +47,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import shutil
 import sys
@@ -59,6 +58,8 @@ from pathlib import Path
 from bench.cpu_meter import CpuMeter, RoleCpu
 from bench.embed_raw import medium_texts, raw_throughput
 from bench.harness import REPO, machine, percentiles, running_stack
+from bench.mcp_raw import RawMcpClient
+from bench.memory_report import report
 from bench.workload import Corpus, fsync_latency, populate
 from shared import protocol as p
 from shared.client import HubClient
@@ -92,6 +93,12 @@ async def _tool(client, name: str, args: dict) -> tuple[float, dict]:
     return elapsed, result.structured_content
 
 
+async def _raw_tool(client: RawMcpClient, name: str, args: dict) -> tuple[float, dict]:
+    t0 = time.perf_counter()
+    result = await client.call_tool(name, args)
+    return time.perf_counter() - t0, result
+
+
 async def _wait_embedded(hub: HubClient, timeout_s: float = 300,
                          trace: list | None = None) -> tuple[float, dict]:
     """Poll the store every 50 ms until no memory lacks an embedding; (seconds, stats)."""
@@ -107,83 +114,96 @@ async def _wait_embedded(hub: HubClient, timeout_s: float = 300,
         await asyncio.sleep(0.05)
 
 
+async def tool_latencies(call, hub: HubClient, corpus: Corpus, queries: list[str],
+                         n_store: int, n_search: int, n_direct: int) -> dict:
+    """ping, store_reflection (then the spaced stores), quick_search and reflect_on_past through
+    one MCP client; ``call(name, args)`` -> (seconds, structured result). Consumes ``queries``."""
+    out: dict = {"cpu_ms_per_call": {}}
+    _, pong = await call("ping", {})
+    cpu = RoleCpu(pong["stack_pid"], pong["gateway_pid"])
+
+    async def timed(tool: str, n: int, args_of, check=None) -> dict:
+        samples = []
+        for i in range(WARMUP_CALLS + n):
+            if i == WARMUP_CALLS:
+                cpu0 = cpu.snapshot()
+            dt, res = await call(tool, args_of(i))
+            if check is not None:
+                check(res)
+            if i >= WARMUP_CALLS:
+                samples.append(dt)
+        out["cpu_ms_per_call"][tool] = cpu.per_call_ms(cpu0, len(samples))
+        return percentiles(samples)
+
+    def distinct(res: dict) -> None:
+        if res["duplicate"]:
+            raise RuntimeError("a distinct text came back as a duplicate")
+
+    now = datetime.now(UTC)
+
+    def store_args(_i: int) -> dict:
+        item = corpus.item(now)
+        return {"content": item["content"], "tags": item["tags"] or None,
+                "project": item["project"]}
+
+    out["ping"] = await timed("ping", n_direct, lambda _i: {})
+    out["store_reflection"] = await timed("store_reflection", n_store, store_args, distinct)
+    wait_s, _ = await _wait_embedded(hub)
+    out["embed_backlog_after_stores_s"] = round(wait_s, 2)
+
+    # Diagnosis only: the same tool with the embed filler idle at each call (100 ms apart, so
+    # the previous store's embedding is done): the cost without contention.
+    samples = []
+    for _ in range(n_direct):
+        await asyncio.sleep(SPACED_S)
+        item = corpus.item(now)
+        dt, _ = await call("store_reflection", {"content": item["content"],
+                                                "project": item["project"]})
+        samples.append(dt)
+    out["store_reflection_spaced"] = percentiles(samples)
+    await _wait_embedded(hub)
+
+    for tool in ("quick_search", "reflect_on_past"):
+        modes, hits, notes = {}, [0], set()
+
+        def tally(res: dict, modes=modes, hits=hits, notes=notes) -> None:
+            modes[res["mode"]] = modes.get(res["mode"], 0) + 1
+            hits[0] += len(res["results"])
+            if res["note"]:
+                notes.add(res["note"])
+
+        pct = await timed(tool, n_search, lambda _i: {"query": queries.pop()}, tally)
+        out[tool] = pct | {"modes": modes, "avg_hits": round(hits[0] / sum(modes.values()), 1),
+                           "notes": sorted(notes)}
+    return out
+
+
 async def mcp_phase(env: dict[str, str], cfg, corpus: Corpus, n_store: int,
                     n_search: int, n_direct: int) -> dict:
+    """The tool latencies through each MCP client in turn (the raw client first), then the
+    HubClient breakdown."""
     out: dict = {}
     hub = HubClient(endpoints(cfg).clients, default_timeout_s=30)
+    queries = corpus.queries(2 * 2 * (WARMUP_CALLS + n_search) + n_direct)
     try:
         before = (await hub.request(p.SERVICE_STORE, p.StoreStats())).data
         out["pending_at_start"] = before["pending_embeddings"]
         out["memories_at_start"] = before["memories"]
 
         t0 = time.perf_counter()
-        client = _mcp_client(env)
-        async with client:
+        async with RawMcpClient(env, REPO) as raw:
             t_connect = time.perf_counter() - t0
-            t_ping, pong = await _tool(client, "ping", {})
-            cpu = RoleCpu(pong["stack_pid"], pong["gateway_pid"])
-            out["cpu_ms_per_call"] = {}
+            t_ping, _ = await _raw_tool(raw, "ping", {})
             out["gateway_start"] = {"connect_s": round(t_connect, 3),
                                     "first_ping_ms": round(t_ping * 1000, 2),
                                     "total_s": round(time.perf_counter() - t0, 3)}
-
-            samples = []
-            for i in range(WARMUP_CALLS + n_direct):
-                if i == WARMUP_CALLS:
-                    cpu0 = cpu.snapshot()
-                dt, _ = await _tool(client, "ping", {})
-                if i >= WARMUP_CALLS:
-                    samples.append(dt)
-            out["ping"] = percentiles(samples)
-            out["cpu_ms_per_call"]["ping"] = cpu.per_call_ms(cpu0, len(samples))
-
-            now = datetime.now(UTC)
-            samples = []
-            for i in range(WARMUP_CALLS + n_store):
-                if i == WARMUP_CALLS:
-                    cpu0 = cpu.snapshot()
-                item = corpus.item(now)
-                args = {"content": item["content"], "tags": item["tags"] or None,
-                        "project": item["project"]}
-                dt, res = await _tool(client, "store_reflection", args)
-                if res["duplicate"]:
-                    raise RuntimeError("a distinct text came back as a duplicate")
-                if i >= WARMUP_CALLS:
-                    samples.append(dt)
-            out["store_reflection"] = percentiles(samples)
-            out["cpu_ms_per_call"]["store_reflection"] = cpu.per_call_ms(cpu0, len(samples))
-            wait_s, _ = await _wait_embedded(hub)
-            out["embed_backlog_after_stores_s"] = round(wait_s, 2)
-
-            # Diagnosis only: the same tool with the embed filler idle at each call (100 ms
-            # apart, so the previous store's embedding is done): the cost without contention.
-            samples = []
-            for _ in range(n_direct):
-                await asyncio.sleep(SPACED_S)
-                item = corpus.item(now)
-                dt, _ = await _tool(client, "store_reflection", {
-                    "content": item["content"], "project": item["project"]})
-                samples.append(dt)
-            out["store_reflection_spaced"] = percentiles(samples)
-            await _wait_embedded(hub)
-
-            queries = corpus.queries(2 * (WARMUP_CALLS + n_search) + n_direct)
-            for tool in ("quick_search", "reflect_on_past"):
-                samples, modes, hits, notes = [], {}, 0, set()
-                for i in range(WARMUP_CALLS + n_search):
-                    if i == WARMUP_CALLS:
-                        cpu0 = cpu.snapshot()
-                    dt, res = await _tool(client, tool, {"query": queries.pop()})
-                    modes[res["mode"]] = modes.get(res["mode"], 0) + 1
-                    hits += len(res["results"])
-                    if res["note"]:
-                        notes.add(res["note"])
-                    if i >= WARMUP_CALLS:
-                        samples.append(dt)
-                out["cpu_ms_per_call"][tool] = cpu.per_call_ms(cpu0, len(samples))
-                out[tool] = percentiles(samples) | {
-                    "modes": modes, "avg_hits": round(hits / (WARMUP_CALLS + n_search), 1),
-                    "notes": sorted(notes)}
+            out["raw"] = await tool_latencies(
+                lambda name, args: _raw_tool(raw, name, args), hub, corpus, queries,
+                n_store, n_search, n_direct)
+        async with _mcp_client(env) as client:
+            out["fastmcp"] = await tool_latencies(
+                lambda name, args: _tool(client, name, args), hub, corpus, queries,
+                n_store, n_search, n_direct)
             stats = (await _tool(client, "reflection_stats", {}))[1]
             out["query_cache"] = stats.get("query_cache")
         out["direct"] = await direct_breakdown(hub, corpus, queries[:n_direct])
@@ -319,153 +339,6 @@ def bulk_phase(args) -> dict:
     return out
 
 
-# ----------------------------------------------------------------------------- report
-def _verdict(ok: bool) -> str:
-    return "PASS" if ok else "FAIL"
-
-
-def _search_bar(n: int) -> float | None:
-    bars = BARS["search_p50_ms"]
-    if n in bars:
-        return bars[n]
-    return None  # no bar set by the issue for this size
-
-
-def report(results: dict) -> None:
-    print()
-    print(f"machine: {results['machine']}")
-    print(f"load average at start: {results['loadavg_start']:.2f} (1 min); "
-          f"sessiond {results['version']}")
-    verdicts = []
-
-    sizes = results["sizes"]
-    if sizes:
-        print("\n== MCP tool latency: client-side wall time per call (fastmcp Client, stdio) ==")
-        print(f"{'memories':>9}  {'tool':<28}{'p50 ms':>8}{'p95 ms':>8}{'n':>5}   "
-              f"{'bar':<14}{'result':<6}")
-        for r in sizes:
-            n = r["size"]
-            rows = [("store_reflection", r["store_reflection"], BARS["store_p50_ms"], "")]
-            for tool in ("quick_search", "reflect_on_past"):
-                modes = r[tool]["modes"]
-                hybrid_only = set(modes) == {"hybrid"}
-                extra = "" if hybrid_only else f"  modes {modes}!"
-                rows.append((f"{tool} (hybrid)", r[tool], _search_bar(n), extra, hybrid_only))
-            for row in rows:
-                name, pct, bar, extra = row[:4]
-                ok_mode = row[4] if len(row) > 4 else True
-                if bar is None:
-                    bar_s, verdict = "-", "-"
-                else:
-                    passed = pct["p50_ms"] <= bar and ok_mode
-                    bar_s, verdict = f"p50 <= {bar:g} ms", _verdict(passed)
-                    verdicts.append((f"{name} @ {n:,}", verdict))
-                print(f"{n:>9,}  {name:<28}{pct['p50_ms']:>8.2f}{pct['p95_ms']:>8.2f}"
-                      f"{pct['n']:>5}   {bar_s:<14}{verdict:<6}{extra}")
-        print("\n   for diagnosis (not the bars): MCP ping tool and spaced stores; the same "
-              "operations with a bare\n   HubClient (no MCP); the store engine in process "
-              "(MemoryStore, before the stack started; random\n   query vectors); the disk")
-        for r in sizes:
-            for key, label in (("ping", "MCP ping tool (hub answers)"),
-                               ("store_reflection_spaced",
-                                f"MCP store_reflection, {SPACED_S * 1000:g} ms apart")):
-                pct = r[key]
-                print(f"{r['size']:>9,}  {label:<46}{pct['p50_ms']:>8.2f}{pct['p95_ms']:>8.2f}"
-                      f"{pct['n']:>5}")
-            d = r["direct"]
-            for key, label in (("ping_hub", "Ping the hub (IPC round trip)"),
-                               ("ping_store", "Ping the store worker (via the hub)"),
-                               ("embed_query", "embed one query (embed worker)"),
-                               ("search_limit5", "store Search, vector given, limit 5"),
-                               ("search_limit10", "store Search, vector given, limit 10"),
-                               ("remember", "store Remember (durable)")):
-                print(f"{r['size']:>9,}  {'hub: ' + label:<46}{d[key]['p50_ms']:>8.2f}"
-                      f"{d[key]['p95_ms']:>8.2f}{d[key]['n']:>5}")
-            e = r["populate"]["engine"]
-            for key, label in (("search_limit5", "hybrid search, limit 5"),
-                               ("search_limit10", "hybrid search, limit 10"),
-                               ("add", "add (committed)")):
-                print(f"{r['size']:>9,}  {'engine: ' + label:<46}{e[key]['p50_ms']:>8.2f}"
-                      f"{e[key]['p95_ms']:>8.2f}{e[key]['n']:>5}")
-        f = results["fsync"]
-        print(f"{'':>9}  {'disk: 4 KiB append + fsync':<46}{f['p50_ms']:>8.2f}{f['p95_ms']:>8.2f}"
-              f"{f['n']:>5}")
-        print("\n   CPU ms per MCP call, by process (client = this benchmark's fastmcp Client; "
-              "store_reflection\n   includes the embed filler embedding what it stored):")
-        roles = ["client", "gateway", "hub", "store", "embed", "quality", "total"]
-        print(f"{'memories':>9}  {'tool':<28}" + "".join(f"{r:>9}" for r in roles))
-        for r in sizes:
-            for tool, c in r["cpu_ms_per_call"].items():
-                print(f"{r['size']:>9,}  {tool:<28}" + "".join(f"{c[k]:>9.2f}" for k in roles))
-        print("\n   details:")
-        for r in sizes:
-            pop, load = r["populate"], r["load"]
-            print(f"   {r['size']:>9,}: pre-populated (MemoryStore, random unit vectors) in "
-                  f"{pop['seconds']} s: {pop['db_mb']} MB, {pop['projects']} projects, "
-                  f"{pop['distinct_terms']:,} terms; pending embeddings at stack start: "
-                  f"{r['pending_at_start']}")
-            print(f"   {'':>9}  embed backlog of the stored reflections cleared "
-                  f"{r['embed_backlog_after_stores_s']} s after the last store; filler embedded "
-                  f"{r['filler']['embedded']} rows in total (failures {r['filler']['failures']})")
-            print(f"   {'':>9}  avg hits: quick_search {r['quick_search']['avg_hits']}, "
-                  f"reflect_on_past {r['reflect_on_past']['avg_hits']}; query cache "
-                  f"{r['query_cache']}; CPU: ours {load['ours_cores']} cores, other processes "
-                  f"{load['other_cores']} cores over {load['wall_s']} s")
-            for tool in ("quick_search", "reflect_on_past"):
-                for note in r[tool]["notes"]:
-                    print(f"   {'':>9}  {tool} note: {note}")
-
-    b = results.get("bulk")
-    if b:
-        print(f"\n== Bulk import vs raw embedding: {b['n']} distinct medium texts "
-              f"(~{b['mean_tokens']} tokens) ==")
-        for threads, r in b["raw"].items():
-            print(f"   raw Embedder.embed, 1 process x {threads} thread(s): "
-                  f"{r['sentences_per_s']:>8.1f} sentences/s  (best of {r.get('repeats', '?')})")
-        s = b["system"]
-        print(f"   through the store (RememberMany x {BULK_BATCH} -> embed filler -> 2 embed "
-              f"workers x 1 thread): {s['sentences_per_s']:.1f} sentences/s  ({s['seconds']} s "
-              f"until 0 pending; all batches acked after {s['acked_s']} s, slowest ack "
-              f"{s['batch_ack_ms_max']} ms)")
-        print(f"   of which: >= 10% embedded after {s['to_10pct_s']} s, 10%->90% at "
-              f"{s['steady_sentences_per_s']} sentences/s, last 10% took {s['last_10pct_s']} s; "
-              f"texts per embed worker {s['per_worker_texts']}")
-        ok = b["ratio"] >= BARS["bulk_ratio"]
-        verdicts.append(("bulk import / raw embedding", _verdict(ok)))
-        print(f"   ratio (system / best raw, {b['raw_best']['threads']} thr): "
-              f"{b['ratio']:.3f}   bar >= {BARS['bulk_ratio']}   {_verdict(ok)}")
-        print(f"   CPU during raw: ours {b['raw_load']['ours_cores']} cores, other processes "
-              f"{b['raw_load']['other_cores']}; during import: ours "
-              f"{b['system_load']['ours_cores']}, other {b['system_load']['other_cores']}")
-
-    print("\n== Start-up ==")
-    stacks = []
-    if b:
-        stacks.append(("empty (bulk import stack, 2x1)", b["stack"]))
-    stacks += [(f"{r['size']:,} memories", r["stack"]) for r in sizes]
-    for label, st in stacks:
-        parts = ", ".join(f"{k} {v:.2f}" for k, v in st["ready_s"].items() if k != "all")
-        print(f"   stack cold start, {label:<31} {st['cold_start_s']:6.2f} s   "
-              f"(first seen ready, s: {parts})")
-    for r in sizes:
-        g = r["gateway_start"]
-        print(f"   MCP gateway start ({r['size']:,} memories): connect (spawn + initialize) "
-              f"{g['connect_s']:.2f} s, first ping {g['first_ping_ms']:.1f} ms, total "
-              f"{g['total_s']:.2f} s")
-
-    noisy = [r["load"]["other_cores"] for r in sizes]
-    if b:
-        noisy += [b["raw_load"]["other_cores"], b["system_load"]["other_cores"]]
-    if noisy and max(noisy) > 0.25:
-        print(f"\nNOTE: other processes kept up to {max(noisy):.2f} of {os.cpu_count()} cores "
-              "busy during the run; figures are noisy.")
-    print("\n== Bars ==")
-    for name, verdict in verdicts:
-        print(f"   {name:<40}{verdict}")
-    results["verdicts"] = dict(verdicts)
-    print("\n" + json.dumps(results, default=str))
-
-
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", default=None, help="comma-separated memory counts "
@@ -497,8 +370,10 @@ def main(argv: list[str] | None = None) -> None:
 
     results: dict = {"machine": machine(), "loadavg_start": os.getloadavg()[0],
                      "version": VERSION, "bars": BARS,
-                     "method": "MCP: fastmcp Client over stdio, client-side wall time; memories "
-                               "pre-populated with MemoryStore and random unit vectors"}
+                     "spaced_ms": SPACED_S * 1000, "bulk_batch": BULK_BATCH,
+                     "method": "MCP over stdio (a raw JSON-RPC client, then fastmcp.Client), "
+                               "client-side wall time; memories pre-populated with MemoryStore "
+                               "and random unit vectors"}
     print(f"machine: {results['machine']}", flush=True)
     t0 = time.perf_counter()
     results["fsync"] = fsync_latency(args.dir or Path(tempfile.gettempdir()))

@@ -227,13 +227,17 @@ def populate(db_path: Path, n: int, corpus: Corpus, engine_calls: int) -> dict:
                 store.search(q, query_vector=v, limit=limit)
                 samples.append(time.perf_counter() - ts)
             engine[f"search_limit{limit}"] = percentiles(samples)
-        samples = []
-        for _ in range(n - bulk):
+        samples, flushes = [], []
+        for _ in range(n - bulk):  # as in the worker: each add (the ack), then its idle flush
             item = corpus.item(now)
             ts = time.perf_counter()
             store.add(item["kind"], item["content"], item["project"], item["tags"])
-            samples.append(time.perf_counter() - ts)
+            tf = time.perf_counter()
+            store.flush()
+            flushes.append(time.perf_counter() - tf)
+            samples.append(tf - ts)
         engine["add"] = percentiles(samples)
+        engine["flush"] = percentiles(flushes)
         while pending := store.pending_embeddings(5000):
             store.set_embeddings([i for i, _ in pending], _unit(vrng, len(pending)))
         stats = store.stats()

@@ -310,7 +310,6 @@ class MemoryStore:
         keyword-only search. Filters combine with AND (``project`` and ``projects`` are one list);
         ``since`` is inclusive, ``until`` exclusive. ``total_candidates`` counts the fused
         candidates at or above ``min_score`` (each list holds ``max(100, 4 * (offset + limit))``)."""
-        self.flush()
         if not isinstance(query, str) or len(query) > MAX_QUERY_CHARS:
             raise InvalidInput(f"query must be a string of at most {MAX_QUERY_CHARS} characters")
         if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
@@ -345,7 +344,7 @@ class MemoryStore:
             half_life_days=float(half_life_days), min_score=float(min_score), tie_key=cat.ids,
         )
         page = cands[offset : offset + limit]
-        found = rows.fetch_rows(self.con, [cat.ids[c.row] for c in page]) if page else {}
+        found = self._fetch([cat.ids[c.row] for c in page]) if page else {}
         hits = []
         for c in page:
             hit = found[cat.ids[c.row]]
@@ -363,11 +362,26 @@ class MemoryStore:
 
     # ------------------------------------------------------------------ reads
 
+    def _fetch(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """Rows by id: journaled ones from memory (no flush needed), the rest from the table."""
+        out: dict[str, dict[str, Any]] = {}
+        rest = []
+        for i in ids:
+            pending = self._unflushed.get(i)
+            if pending is None:
+                rest.append(i)
+                continue
+            r = pending[0]
+            out[i] = rows.row_dict((r.id, r.kind, r.content, r.project, r.tags, r.session_id,
+                                    r.created_at, r.metadata))
+        if rest:
+            out.update(rows.fetch_rows(self.con, rest))
+        return out
+
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Rows for ``ids`` in the order asked (unknown ids left out)."""
-        self.flush()
         ids = list(dict.fromkeys(str_list(ids, "ids") or []))
-        found = rows.fetch_rows(self.con, ids) if ids else {}
+        found = self._fetch(ids) if ids else {}
         return [found[i] for i in ids if i in found]
 
     def delete(

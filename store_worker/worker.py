@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import queue
 from concurrent.futures import Future
 from typing import Any
 
@@ -29,6 +30,11 @@ from store_worker.records import InvalidInput
 log = logging.getLogger("sessiond.store")
 
 WRITES = (p.Remember, p.RememberMany, p.DeleteMemories, p.ImportMemories)
+# Journaled stores go into the table after this much idle time, or once this many wait: a flush
+# of one row costs ~2 ms (a transaction, then emptying the journal), so flushing after every
+# store would make the next store of a burst wait for it; batching makes that cost rare.
+FLUSH_IDLE_S = 0.05
+FLUSH_MAX_ROWS = 256
 
 
 class StoreWorker(Worker):
@@ -52,21 +58,28 @@ class StoreWorker(Worker):
         return fut
 
     def compute_loop(self) -> None:
-        while (item := self.inbox.get()) is not None:
+        while True:
+            try:  # with journaled stores waiting, an idle pause flushes them
+                item = self.inbox.get(timeout=FLUSH_IDLE_S if self.store.unflushed else None)
+            except queue.Empty:
+                self._flush_journal()
+                continue
+            if item is None:
+                break
             if callable(item):
                 item()
                 continue
             self.finish(item, self.answer(item))
             if isinstance(item.body, WRITES):
                 self.filler.wake.set()
-            if self.inbox.empty():
+            if self.store.unflushed >= FLUSH_MAX_ROWS:
                 self._flush_journal()
         self.teardown()
         self.close_waker()
 
     def _flush_journal(self) -> None:
-        """Idle: move journaled stores into the table (a burst of stores becomes one
-        transaction). On failure the records stay in the journal, durable, and the next flush
+        """Move journaled stores into the table (a burst of stores becomes one transaction).
+        On failure the records stay in the journal, durable, and the next flush
         (every read runs one first) tries again."""
         try:
             self.store.flush()

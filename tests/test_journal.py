@@ -129,3 +129,17 @@ def test_dedup_sees_journaled_and_flushed_memories(store):
 def store(tmp_path):
     with MemoryStore(tmp_path / "m.duckdb") as s:
         yield s
+
+
+def test_search_and_get_read_journaled_memories_without_a_flush(store):
+    m = store.add("note", "the reconnect loop needs jitter", "p", ["net"],
+                  metadata={"file": "ws.py"})
+    assert store.unflushed == 1
+    [row] = store.get([m.id])
+    assert row["content"] == "the reconnect loop needs jitter" and row["tags"] == ["net"]
+    assert row["metadata"] == {"file": "ws.py"}
+    assert store.search("reconnect jitter").hits[0]["id"] == m.id
+    assert store.unflushed == 1  # neither read needed the table
+    assert store.stats()["memories"] == 1  # this one does: it flushes first
+    assert store.unflushed == 0
+    assert store.get([m.id]) == [row]  # the same row, now from the table
