@@ -26,6 +26,7 @@ import numpy as np
 
 from store_worker import dependencies, loader, ranking, rows, schema
 from store_worker.journal import Journal
+from store_worker.row_cache import RowCache
 from store_worker.records import (
     AddResult,
     InvalidInput,
@@ -56,6 +57,7 @@ class MemoryStore:
         self.path = Path(path)
         self._unflushed: dict[str, tuple[Record, Terms]] = {}  # journaled, not yet in the table
         self._journal: Journal | None = None
+        self.row_cache = RowCache()
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self.path))
         try:
             self._con.execute("SET TimeZone = 'UTC'")
@@ -192,6 +194,7 @@ class MemoryStore:
         self._transaction(lambda con: rows.insert_memories(con, recs, terms))
         self._unflushed.clear()
         self.journal.reset()
+        self.row_cache.put(_row_of(r) for r in recs)
         return len(recs)
 
     def _replay_journal(self) -> int:
@@ -363,19 +366,22 @@ class MemoryStore:
     # ------------------------------------------------------------------ reads
 
     def _fetch(self, ids: list[str]) -> dict[str, dict[str, Any]]:
-        """Rows by id: journaled ones from memory (no flush needed), the rest from the table."""
+        """Rows by id: journaled ones from memory (no flush needed), then the row cache, then
+        the table."""
         out: dict[str, dict[str, Any]] = {}
-        rest = []
+        table = []
         for i in ids:
             pending = self._unflushed.get(i)
             if pending is None:
-                rest.append(i)
-                continue
-            r = pending[0]
-            out[i] = rows.row_dict((r.id, r.kind, r.content, r.project, r.tags, r.session_id,
-                                    r.created_at, r.metadata))
-        if rest:
-            out.update(rows.fetch_rows(self.con, rest))
+                table.append(i)
+            else:
+                out[i] = _row_of(pending[0])
+        cached, table = self.row_cache.get(table) if table else ({}, table)
+        out.update(cached)
+        if table:
+            found = rows.fetch_rows(self.con, table)
+            self.row_cache.put(found.values())
+            out.update(found)
         return out
 
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
@@ -415,6 +421,7 @@ class MemoryStore:
             con.execute(f"DELETE FROM memories WHERE id IN {IDS}", [doomed])
 
         self._transaction(body)
+        self.row_cache.discard(doomed)
         self.vector_index.remove(self.catalog.kill(doomed))
         return len(doomed)
 
@@ -441,6 +448,7 @@ class MemoryStore:
             "distinct_terms": len(self.text_index),
             "vector_index": {"kind": getattr(self.vector_index, "kind", "?"),
                              "vectors": len(self.vector_index)},
+            "row_cache": self.row_cache.stats(),
             "db_bytes": self.path.stat().st_size if self.path.exists() else 0,
             "wal_bytes": wal.stat().st_size if wal.exists() else 0,
             "schema_version": schema.current_version(con),
@@ -489,3 +497,9 @@ class MemoryStore:
         done = self._add_batch(recs, taken)
         added = sum(1 for _, dup in done if not dup)
         return added, len(done) - added
+
+
+def _row_of(r: Record) -> dict[str, Any]:
+    """A record as the row dict the table would give back for it."""
+    return rows.row_dict((r.id, r.kind, r.content, r.project, r.tags, r.session_id,
+                          r.created_at, r.metadata))
