@@ -26,7 +26,6 @@ import numpy as np
 
 from store_worker import dependencies, loader, ranking, rows, schema
 from store_worker.journal import Journal
-from store_worker.row_cache import RowCache
 from store_worker.records import (
     AddResult,
     InvalidInput,
@@ -40,6 +39,7 @@ from store_worker.records import (
     str_list,
     to_utc,
 )
+from store_worker.row_cache import RowCache
 from store_worker.rows import IDS, Terms
 from store_worker.text_index import query_terms, snippet, term_frequencies, top_k
 from store_worker.vector_index import normalise
