@@ -17,14 +17,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Self, TypeVar
 
 import duckdb
 import numpy as np
 
-from store_worker import dependencies, loader, ranking, rows, schema
+from store_worker import dependencies, hybrid_search, loader, rows, schema
 from store_worker.journal import Journal
 from store_worker.records import (
     AddResult,
@@ -32,7 +32,6 @@ from store_worker.records import (
     Record,
     SearchResult,
     check_project,
-    check_vector,
     epoch_us,
     make_record,
     records_from_items,
@@ -41,14 +40,12 @@ from store_worker.records import (
 )
 from store_worker.row_cache import RowCache
 from store_worker.rows import IDS, Terms
-from store_worker.text_index import query_terms, snippet, term_frequencies, top_k
+from store_worker.text_index import term_frequencies
 from store_worker.vector_index import normalise
 
 log = logging.getLogger("sessiond.store")
 
 DIM = schema.EMBEDDING_DIM
-MAX_QUERY_CHARS = 10_000
-MAX_LIMIT = 1000
 T = TypeVar("T")
 
 
@@ -204,22 +201,10 @@ class MemoryStore:
         if journal.size == 0:
             return 0
         recs = list(journal.records())
-        new: list[Record] = []
-        if recs:
-            taken = {r[0] for r in self.con.execute(
-                f"SELECT id FROM memories WHERE id IN {IDS}", [[r.id for r in recs]]).fetchall()}
-            known = rows.existing_hashes(self.con, recs)
-            for r in recs:
-                key = (r.project, r.content_hash)
-                if r.id not in taken and key not in known:
-                    known[key] = r.id
-                    new.append(r)
-        if new:
-            terms = [term_frequencies(r.content) for r in new]
-            self._transaction(lambda con: rows.insert_memories(con, new, terms))
-        log.info("journal replay: %d records, %d written into the table", len(recs), len(new))
+        new = self._transaction(lambda con: rows.insert_missing(con, recs)) if recs else 0
+        log.info("journal replay: %d records, %d written into the table", len(recs), new)
         journal.reset()
-        return len(new)
+        return new
 
     def _add_batch(self, recs: list[Record], taken_ids: set[str]) -> list[tuple[str, bool]]:
         """Write, in one transaction, the records whose id is not taken and whose content is new
@@ -290,82 +275,13 @@ class MemoryStore:
 
     # ----------------------------------------------------------------- search
 
-    def search(
-        self,
-        query: str,
-        *,
-        query_vector: np.ndarray | None = None,
-        project: str | None = None,
-        projects: Sequence[str] | None = None,
-        kinds: Sequence[str] | None = None,
-        tags_any: Sequence[str] | None = None,
-        tags_all: Sequence[str] | None = None,
-        since: datetime | str | None = None,
-        until: datetime | str | None = None,
-        limit: int = 10,
-        offset: int = 0,
-        min_score: float = 0.0,
-        decay: bool = True,
-        half_life_days: float = 30.0,
-        now: datetime | str | None = None,
-    ) -> SearchResult:
-        """Hybrid (BM25 + cosine, fused by RRF, see ``ranking``) or, without ``query_vector``,
-        keyword-only search. Filters combine with AND (``project`` and ``projects`` are one list);
-        ``since`` is inclusive, ``until`` exclusive. ``total_candidates`` counts the fused
-        candidates at or above ``min_score`` (each list holds ``max(100, 4 * (offset + limit))``)."""
-        if not isinstance(query, str) or len(query) > MAX_QUERY_CHARS:
-            raise InvalidInput(f"query must be a string of at most {MAX_QUERY_CHARS} characters")
-        if not (isinstance(limit, int) and 1 <= limit <= MAX_LIMIT):
-            raise InvalidInput(f"limit must be an integer in 1..{MAX_LIMIT}")
-        if not (isinstance(offset, int) and offset >= 0):
-            raise InvalidInput("offset must be a non-negative integer")
-        if not 0.0 <= float(min_score) <= 1.0:
-            raise InvalidInput("min_score must be in 0..1")
-        if not float(half_life_days) > 0:
-            raise InvalidInput("half_life_days must be positive")
-        names = str_list(projects, "projects")
-        if project is not None:
-            names = [check_project(project), *(names or [])]
-        qvec = check_vector(query_vector, DIM) if query_vector is not None else None
-        cat = self.catalog
-        n = len(cat)
-        allowed = cat.mask(
-            names, str_list(kinds, "kinds"), str_list(tags_any, "tags_any"),
-            str_list(tags_all, "tags_all"),
-            epoch_us(to_utc(since, "since")) if since is not None else None,
-            epoch_us(to_utc(until, "until")) if until is not None else None,
-        )
-        now_us = epoch_us(to_utc(now, "now") if now is not None else datetime.now(UTC))
-        depth = max(100, 4 * (offset + limit))
-        terms = query_terms(query)
-        bm25, by_idf = self.text_index.scores(terms, cat.alive[:n], cat.doc_len[:n], cat.avgdl)
-        ranked = [top_k(bm25, allowed, depth)]
-        if qvec is not None:
-            ranked.append(self.vector_index.search(qvec, depth, allowed))
-        cands = ranking.fuse(
-            ranked, cat.created_us, now_us=now_us, decay=decay,
-            half_life_days=float(half_life_days), min_score=float(min_score), tie_key=cat.ids,
-        )
-        page = cands[offset : offset + limit]
-        found = self._fetch([cat.ids[c.row] for c in page]) if page else {}
-        hits = []
-        for c in page:
-            hit = found[cat.ids[c.row]]
-            vec = self.vector_index.vector(c.row) if qvec is not None else None
-            hit["snippet"] = snippet(hit["content"], by_idf or terms)
-            hit["score"] = c.score
-            hit["parts"] = {
-                "bm25": float(bm25[c.row]),
-                "vector": float(vec @ qvec) if vec is not None else None,
-                "rrf": c.rrf,
-                "decay": c.decay,
-            }
-            hits.append(hit)
-        return SearchResult(hits, "hybrid" if qvec is not None else "keyword", len(cands))
+    def search(self, query: str, **options: Any) -> SearchResult:
+        """Hybrid or keyword-only search: see ``hybrid_search.search`` for the options."""
+        return hybrid_search.search(self, query, **options)
 
     # ------------------------------------------------------------------ reads
 
-    def _fetch(self, ids: list[str]) -> dict[str, dict[str, Any]]:
+    def fetch(self, ids: list[str]) -> dict[str, dict[str, Any]]:
         """Rows by id: journaled ones from memory (no flush needed), then the row cache, then
         the table."""
         out: dict[str, dict[str, Any]] = {}
@@ -387,7 +303,7 @@ class MemoryStore:
     def get(self, ids: Sequence[str]) -> list[dict[str, Any]]:
         """Rows for ``ids`` in the order asked (unknown ids left out)."""
         ids = list(dict.fromkeys(str_list(ids, "ids") or []))
-        found = self._fetch(ids) if ids else {}
+        found = self.fetch(ids) if ids else {}
         return [found[i] for i in ids if i in found]
 
     def delete(

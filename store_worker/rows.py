@@ -11,6 +11,7 @@ import numpy as np
 
 from store_worker.records import Record
 from store_worker.schema import EMBEDDING_DIM as DIM
+from store_worker.text_index import term_frequencies
 
 Terms = tuple[list[str], list[int], int]  # (terms, term frequencies, doc_len)
 
@@ -47,6 +48,23 @@ def insert_memories(con: duckdb.DuckDBPyConnection, recs: list[Record], terms: l
             [r.created_at for r in part], [r.metadata for r in part],
             [t[2] for t in tpart], [t[0] for t in tpart], [t[1] for t in tpart],
         ])
+
+
+def insert_missing(con: duckdb.DuckDBPyConnection, recs: list[Record]) -> int:
+    """Insert the records whose id is not in the table and whose content is new to its project
+    (replaying a journal that may hold rows already written); returns how many."""
+    taken = {r[0] for r in con.execute(
+        f"SELECT id FROM memories WHERE id IN {IDS}", [[r.id for r in recs]]).fetchall()}
+    known = existing_hashes(con, recs)
+    new: list[Record] = []
+    for r in recs:
+        key = (r.project, r.content_hash)
+        if r.id not in taken and key not in known:
+            known[key] = r.id
+            new.append(r)
+    if new:
+        insert_memories(con, new, [term_frequencies(r.content) for r in new])
+    return len(new)
 
 
 def write_embeddings(
