@@ -149,22 +149,27 @@ class ExactIndex:
         if k <= 0 or not self._pos:
             return empty
         q = np.asarray(query, dtype=np.float32).reshape(self.dim)
-        labels = self._labels[: self._n]
+        n = self._n
+        labels = self._labels[:n]
         ok = labels >= 0
-        if allowed is not None:
-            inside = labels < len(allowed)
-            ok &= inside
-            ok[inside] &= allowed[labels[inside]]
-        positions = np.flatnonzero(ok)
-        if len(positions) == 0:
+        if allowed is not None:  # -1 and labels beyond the mask are not allowed
+            ok &= np.take(allowed, labels, mode="clip") & (labels < len(allowed))
+        count = int(np.count_nonzero(ok))
+        if count == 0:
             return empty
-        if len(positions) < _SUBSET_FRACTION * self._n:
+        k = min(k, count)
+        if count < _SUBSET_FRACTION * n:  # few allowed: score only those
+            positions = np.flatnonzero(ok)
             scores = self._dot_rows(self._mat[positions], q)
-        else:
-            scores = self._dot_rows(self._mat[: self._n], q)[positions]
-        if len(scores) > k:
-            part = np.argpartition(-scores, k - 1)[:k]
-            positions, scores = positions[part], scores[part]
+            if len(scores) > k:
+                part = np.argpartition(-scores, k - 1)[:k]
+                positions, scores = positions[part], scores[part]
+        else:  # score every row, rule the others out, take the top k of all n
+            scores = self._dot_rows(self._mat[:n], q)
+            if count < n:
+                np.putmask(scores, ~ok, -np.inf)
+            positions = np.argpartition(scores, n - k)[n - k :]
+            scores = scores[positions]
         order = np.lexsort((labels[positions], -scores))
         return labels[positions][order], scores[order]
 

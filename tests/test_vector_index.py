@@ -71,3 +71,23 @@ def test_split_scan_gives_the_same_answer_as_one_thread(monkeypatch):
     single = index.search(query, 20)
     assert np.array_equal(split[0], single[0])
     assert np.allclose(split[1], single[1])
+
+
+@pytest.mark.parametrize("share", [0.0, 0.05, 0.5, 0.9, 1.0])
+def test_search_equals_brute_force_under_any_mask(share):
+    """Both paths (score the allowed subset; score all and rule the rest out) give the exact top
+    k, with removed rows and labels beyond a short mask never returned."""
+    rng = np.random.default_rng(int(share * 100))
+    v = vectors(400, seed=3)
+    index = ExactIndex(8, capacity=16)
+    index.add(np.arange(400), v)
+    removed = rng.choice(400, 40, replace=False)
+    index.remove(removed)
+    allowed = rng.random(380) < share  # labels 380..399 lie beyond the mask
+    q = v[11]
+    alive = np.setdiff1d(np.arange(400), removed)
+    ok = alive[(alive < 380) & allowed[np.minimum(alive, 379)]]
+    expect = ok[np.lexsort((ok, -(v[ok] @ q)))][:25]
+    labels, scores = index.search(q, 25, allowed)
+    assert labels.tolist() == expect.tolist()
+    assert np.allclose(scores, v[expect] @ q, atol=1e-6)
