@@ -13,11 +13,19 @@ checked by sha256 when the model is loaded (once per load, ~23 MB) and a missing
 file raises :class:`ModelLoadError`. Against the original PyTorch model this matches with a
 mean cosine of ~0.9994 (see ``tests/test_embed_model.py``). Nothing is downloaded and nothing
 happens at import time.
+
+By default :meth:`Embedder.load` runs not the int8 file itself but the faster build of it
+that :mod:`embed_worker.fast_model` makes (same weights, its MatMuls as onnxruntime's
+``MatMulNBits``; model id :data:`embed_worker.fast_model.FAST_MODEL_ID`), cached on disk and
+checked by sha256 like the other files. If that build cannot be made or loaded, a warning is
+logged and the int8 file is run as it is (model id :data:`MODEL_ID`); ``fast=False`` asks
+for the int8 file directly. :attr:`Embedder.model_id` names the one loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
@@ -32,7 +40,10 @@ from embed_worker.batching import (
 )
 
 if TYPE_CHECKING:
+    import onnxruntime as ort
     from tokenizers import Encoding
+
+log = logging.getLogger("sessiond.embed")
 
 MODEL_ID = "all-MiniLM-L6-v2-int8"
 DIM = 384
@@ -85,15 +96,21 @@ def verify_file(path: Path, expected: str, what: str) -> None:
 
 
 class Embedder:
-    """A loaded model + tokenizer. Use :meth:`load`; not safe for concurrent calls."""
+    """A loaded model + tokenizer. Use :meth:`load`; not safe for concurrent calls.
 
-    model_id: str = MODEL_ID
+    ``model_id`` names the model actually loaded (vectors of different ids differ slightly)
+    and ``model_path`` is the ONNX file it was loaded from.
+    """
+
     dim: int = DIM
 
-    def __init__(self, session, tokenizer, intra_op_threads: int) -> None:
+    def __init__(self, session, tokenizer, intra_op_threads: int,
+                 model_id: str = MODEL_ID, model_path: Path | None = None) -> None:
         self._session = session
         self._tokenizer = tokenizer
         self.intra_op_threads = intra_op_threads
+        self.model_id = model_id
+        self.model_path = model_path
         self._input_names = {i.name for i in session.get_inputs()}
 
     @classmethod
@@ -103,9 +120,18 @@ class Embedder:
         model_path: str | Path | None = None,
         tokenizer_path: str | Path | None = None,
         *,
+        fast: bool = True,
+        cache_dir: str | Path | None = None,
         allow_spinning: bool = False,
     ) -> Embedder:
         """Verify both files by sha256, then build the tokenizer and the ONNX session.
+
+        With ``fast`` (the default) the session runs the MatMulNBits build of the model
+        (:mod:`embed_worker.fast_model`), made from ``model_path`` into ``cache_dir`` (default:
+        the user cache dir) on first use. If that fails (``onnx`` missing, the cache not
+        writable, a wrong sha256, onnxruntime refusing the model), a warning says why and the
+        int8 file is loaded instead. Only a missing or altered tokenizer or int8 file, or an
+        int8 file onnxruntime cannot load, raises :class:`ModelLoadError`.
 
         ``allow_spinning`` lets idle intra-op threads busy-wait for the next operator (only
         matters with 2+ threads). It is off by default: on the 2-core machine with other
@@ -142,13 +168,21 @@ class Embedder:
         options.add_session_config_entry(
             "session.intra_op.allow_spinning", "1" if allow_spinning else "0"
         )
-        try:
-            session = ort.InferenceSession(
-                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-            )
-        except Exception as exc:
-            raise ModelLoadError(f"model file {model_path} cannot be loaded: {exc}") from exc
-        return cls(session, tokenizer, intra_op_threads)
+        if fast:
+            from embed_worker import fast_model
+
+            try:
+                fast_path = fast_model.fast_model_path(model_path, cache_dir)
+                session = _open_session(fast_path, options)
+                _smoke_test(session, fast_path)
+            except ModelLoadError as exc:
+                log.warning("the fast model is not used, loading %s instead: %s",
+                            model_path, exc)
+            else:
+                return cls(session, tokenizer, intra_op_threads,
+                           fast_model.FAST_MODEL_ID, fast_path)
+        session = _open_session(model_path, options)
+        return cls(session, tokenizer, intra_op_threads, MODEL_ID, model_path)
 
     # -- tokenising -----------------------------------------------------------------
 
@@ -195,6 +229,31 @@ class Embedder:
             feeds["token_type_ids"] = np.zeros_like(input_ids)
         (hidden,) = self._session.run(["last_hidden_state"], feeds)
         return mean_pool_normalize(hidden, mask)
+
+
+def _open_session(path: Path, options: ort.SessionOptions) -> ort.InferenceSession:
+    import onnxruntime as ort
+
+    try:
+        return ort.InferenceSession(
+            str(path), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+    except Exception as exc:  # onnxruntime's errors share no base class but Exception
+        raise ModelLoadError(f"model file {path} cannot be loaded: {exc}") from exc
+
+
+def _smoke_test(session: ort.InferenceSession, path: Path) -> None:
+    """Run one 3-token input, so a model whose ops load but do not run is refused now."""
+    ids = np.array([[101, 7592, 102]], dtype=np.int64)  # [CLS] hello [SEP]
+    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
+    if "token_type_ids" in {i.name for i in session.get_inputs()}:
+        feeds["token_type_ids"] = np.zeros_like(ids)
+    try:
+        (hidden,) = session.run(["last_hidden_state"], feeds)
+    except Exception as exc:  # onnxruntime's errors share no base class but Exception
+        raise ModelLoadError(f"model file {path} does not run: {exc}") from exc
+    if hidden.shape != (1, 3, DIM) or not np.isfinite(hidden).all():
+        raise ModelLoadError(f"model file {path} gives a bad output of shape {hidden.shape}")
 
 
 def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

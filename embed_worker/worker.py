@@ -35,7 +35,7 @@ class EmbedWorker(Worker):
     def setup(self) -> None:
         from embed_worker.model import DIM, MODEL_ID, Embedder, ModelLoadError
 
-        self.dim, self.model_id = DIM, MODEL_ID
+        self.dim, self.model_id = DIM, MODEL_ID  # the id of the model loaded, once it is
         self.scheduler = Scheduler()
         self.texts_embedded = 0
         self.load_error = ""
@@ -44,13 +44,15 @@ class EmbedWorker(Worker):
             self.model: Embedder | None = Embedder.load(
                 intra_op_threads=self.cfg.embed_threads,
                 model_path=self.cfg.embed_model_path or None,
-                tokenizer_path=self.cfg.embed_tokenizer_path or None)
+                tokenizer_path=self.cfg.embed_tokenizer_path or None,
+                fast=self.cfg.embed_fast_model, cache_dir=self.cfg.model_cache_dir or None)
         except ModelLoadError as exc:
             self.model, self.load_error = None, str(exc)
             log.error("model not loaded, serving degraded: %s", exc)
             return
-        log.info("model %s loaded in %.2fs (%d intra-op threads)", MODEL_ID,
-                 time.monotonic() - t0, self.cfg.embed_threads)
+        self.model_id = self.model.model_id
+        log.info("model %s (%s) loaded in %.2fs (%d intra-op threads)", self.model_id,
+                 self.model.model_path, time.monotonic() - t0, self.cfg.embed_threads)
 
     def pong(self) -> p.Pong:
         pong = super().pong()

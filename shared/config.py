@@ -37,6 +37,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Model files; empty means the ones shipped in the packages (checked by sha256 either way).
     embed_model_path: str = ""
     embed_tokenizer_path: str = ""
+    # Run the MatMulNBits build of the model (embed_worker.fast_model), made once into
+    # model_cache_dir (empty: the platform's user cache dir); false runs the int8 file as is.
+    embed_fast_model: bool = True
+    model_cache_dir: str = ""
     heartbeat_interval_s: float = 0.25
     heartbeat_liveness: int = 4  # missed heartbeats before a peer is declared dead
     request_timeout_s: float = 10.0

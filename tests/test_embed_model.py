@@ -1,7 +1,9 @@
 """The in-process embedding engine against reference embeddings of the original model.
 
 Real model, no mocks. ``tests/data/minilm`` holds texts and sentence-transformers (PyTorch,
-float32, max_seq_length 256) embeddings of them; see its README.md.
+float32, max_seq_length 256) embeddings of them; see its README.md. These tests run the int8
+file as it is (``fast=False``); ``tests/test_fast_model.py`` holds the same bars for the
+faster MatMulNBits build that ``Embedder.load`` uses by default.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from embed_worker.batching import plan_batches
 from embed_worker.model import (
     DIM,
     MAX_TOKENS,
+    MODEL_ID,
     Embedder,
     ModelLoadError,
     default_model_path,
@@ -29,7 +32,7 @@ DATA = Path(__file__).resolve().parent / "data" / "minilm"
 
 @pytest.fixture(scope="module")
 def emb() -> Embedder:
-    return Embedder.load(intra_op_threads=1)
+    return Embedder.load(intra_op_threads=1, fast=False)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +53,8 @@ def row_cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 def test_identity(emb: Embedder) -> None:
     assert emb.dim == DIM == 384
-    assert emb.model_id == "all-MiniLM-L6-v2-int8"
+    assert emb.model_id == MODEL_ID == "all-MiniLM-L6-v2-int8"
+    assert emb.model_path == default_model_path()
 
 
 def test_corpus_matches_reference(corpus_vectors: np.ndarray) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 from conftest import private_stack, wait_for
 
+from embed_worker.fast_model import FAST_MODEL_ID
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import load_config
@@ -101,12 +102,13 @@ def test_queries_match_reference(pool):
     ref = np.load(DATA / "ref_q.npy")
 
     async def scenario(client):
-        first = vectors(await embed(client, queries, kind="query"))
+        reply = await embed(client, queries, kind="query")
         # The tokenizer is uncased and splits on whitespace: the gateway's cache relies on it.
         again = vectors(await embed(client, [q.upper() + "  " for q in queries], kind="query"))
-        return first, again
+        return reply, vectors(reply), again
 
-    first, again = run(cfg, scenario)
+    reply, first, again = run(cfg, scenario)
+    assert reply.model_id == FAST_MODEL_ID  # the default, and the reply names what ran
     assert cosines(first, ref).min() >= 0.99
     assert cosines(first, again).min() > 0.99999
 
