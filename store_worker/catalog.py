@@ -127,6 +127,45 @@ class Catalog:
         self.total_len -= int(np.sum(self.doc_len[out], dtype=np.int64))
         return out
 
+    # ---------------------------------------------------------------- snapshot
+    def state(self) -> dict[str, np.ndarray]:
+        """Everything as arrays (for ``snapshot``); ``from_state`` turns it back."""
+        n = len(self.ids)
+        tags = sorted(self._tag_rows)
+        lengths = [len(self._tag_rows[t]) for t in tags]
+        return {
+            **{f"cat_{name}": getattr(self, name)[:n] for name in self._COLUMNS},
+            "cat_ids": np.array(self.ids, dtype="S"),  # ids are ASCII (records.check_id)
+            "cat_project_names": np.array(list(self.project_codes), dtype="U"),
+            "cat_kind_names": np.array(list(self.kind_codes), dtype="U"),
+            "cat_tags": np.array(tags, dtype="U"),
+            "cat_tag_ptr": np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))),
+            "cat_tag_rows": np.concatenate(
+                [np.frombuffer(self._tag_rows[t], dtype=np.int32) for t in tags]
+                or [np.empty(0, dtype=np.int32)]),
+            "cat_totals": np.array([self.n_alive, self.total_len], dtype=np.int64),
+        }
+
+    @classmethod
+    def from_state(cls, st: dict[str, np.ndarray]) -> Catalog:
+        cat = cls()
+        cat.ids = st["cat_ids"].astype("U").tolist()
+        n = len(cat.ids)
+        cat._reserve(n + n // 4)
+        for name in cls._COLUMNS:
+            getattr(cat, name)[:n] = st[f"cat_{name}"]
+        alive = np.flatnonzero(cat.alive[:n])
+        cat.row_of = {cat.ids[r]: r for r in alive.tolist()}
+        cat.project_codes = {p: i for i, p in enumerate(st["cat_project_names"].tolist())}
+        cat.kind_codes = {k: i for i, k in enumerate(st["cat_kind_names"].tolist())}
+        ptr, tag_rows = st["cat_tag_ptr"], st["cat_tag_rows"]
+        for i, tag in enumerate(st["cat_tags"].tolist()):
+            cat._tag_rows[tag] = array("i", tag_rows[ptr[i]:ptr[i + 1]].tobytes())
+        cat._row_by_content = dict(zip(cat.content_key[alive].tolist(), alive.tolist(),
+                                       strict=True))
+        cat.n_alive, cat.total_len = (int(x) for x in st["cat_totals"])
+        return cat
+
     def find(self, project: str, content_hash: str) -> int | None:
         """The alive row that probably holds this content in this project (a 64-bit hash match:
         confirm it), or None when there is certainly none."""

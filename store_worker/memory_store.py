@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +26,7 @@ from typing import Any, Self, TypeVar
 import duckdb
 import numpy as np
 
-from store_worker import dependencies, hybrid_search, loader, rows, schema
+from store_worker import dependencies, hybrid_search, loader, rows, schema, snapshot
 from store_worker.journal import Journal
 from store_worker.records import (
     AddResult,
@@ -50,8 +52,10 @@ T = TypeVar("T")
 
 
 class MemoryStore:
-    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, threads: int = 1,
+                 snapshot_min_rows: int = snapshot.MIN_ROWS) -> None:
         self.path = Path(path)
+        self.snapshot_min_rows = snapshot_min_rows
         self._unflushed: dict[str, tuple[Record, Terms]] = {}  # journaled, not yet in the table
         self._journal: Journal | None = None
         self.row_cache = RowCache()
@@ -61,7 +65,7 @@ class MemoryStore:
             schema.migrate(self._con)
             self._journal = Journal(f"{self.path}.journal")
             self.replayed = self._replay_journal()
-            self.catalog, self.text_index, self.vector_index = loader.load_all(self._con)
+            self.catalog, self.text_index, self.vector_index = self._load_indexes()
             self._con.execute("SET threads = ?", [int(threads)])
         except BaseException:
             if self._journal is not None:
@@ -74,12 +78,47 @@ class MemoryStore:
     def open(cls, path: str | os.PathLike[str], *, threads: int = 1) -> MemoryStore:
         return cls(path, threads=threads)
 
+    def _load_indexes(self) -> tuple:
+        """From the snapshot of the last clean close if nothing changed since, else from the
+        tables. Either way the snapshot token is gone afterwards (see ``snapshot``)."""
+        t0 = time.monotonic()
+        con = self.con
+        found = con.execute("SELECT token FROM index_snapshot").fetchall()
+        if found:
+            con.execute("DELETE FROM index_snapshot")  # committed before any other write
+        loaded = None
+        path = snapshot.path_for(self.path)
+        snapshot.remove_temp_files(path)
+        if found and not self.replayed:
+            loaded = snapshot.load(path, found[0][0])
+        source = "snapshot" if loaded is not None else "tables"
+        if loaded is None:
+            loaded = loader.load_all(con)
+        self.load_info = {"source": source, "seconds": round(time.monotonic() - t0, 3)}
+        log.info("indexes loaded from the %s in %.2f s", source, self.load_info["seconds"])
+        return loaded
+
+    def _save_snapshot(self) -> None:
+        """At close: write the snapshot and commit its token (small stores: remove it)."""
+        path = snapshot.path_for(self.path)
+        if self.count < self.snapshot_min_rows or not hasattr(self.vector_index, "state"):
+            snapshot.discard(path)
+            return
+        token = uuid.uuid4().hex
+        try:
+            snapshot.save(path, token, self.catalog, self.text_index, self.vector_index)
+        except OSError as exc:
+            log.warning("no index snapshot written (%s); the next open rebuilds", exc)
+            return
+        self.con.execute("INSERT INTO index_snapshot VALUES (?)", [token])
+
     def close(self) -> None:
         """Flush the journal, checkpoint (fold the WAL into the file) and close. Safe to call
         twice."""
         if self._con is not None:
             try:
                 self.flush()
+                self._save_snapshot()
                 self._con.execute("CHECKPOINT")
             finally:
                 self._con.close()
@@ -365,6 +404,7 @@ class MemoryStore:
             "vector_index": {"kind": getattr(self.vector_index, "kind", "?"),
                              "vectors": len(self.vector_index)},
             "row_cache": self.row_cache.stats(),
+            "indexes_loaded": self.load_info,
             "db_bytes": self.path.stat().st_size if self.path.exists() else 0,
             "wal_bytes": wal.stat().st_size if wal.exists() else 0,
             "schema_version": schema.current_version(con),

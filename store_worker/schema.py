@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import duckdb
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 EMBEDDING_DIM = 384
 DEPENDENCY_TYPES = ("related", "continuation", "reference", "uses", "extends", "shares_code")
 
@@ -80,8 +80,12 @@ _V1 = [
     """,
 ]
 
+# The token of the index snapshot written at the last clean close (``snapshot``): present only
+# while nothing has been written since.
+_V2 = ["CREATE TABLE index_snapshot (token TEXT NOT NULL)"]
+
 # Index i holds the statements that bring the schema from version i to version i + 1.
-MIGRATIONS: list[list[str]] = [_V1]
+MIGRATIONS: list[list[str]] = [_V1, _V2]
 
 
 class SchemaError(RuntimeError):

@@ -174,6 +174,34 @@ class TextIndex:
         self._rows = np.ascontiguousarray(rows, dtype=np.int32)
         self._tf = np.ascontiguousarray(tfs, dtype=np.float32)
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The postings as one CSR (append buffers merged in), for ``snapshot``."""
+        terms = sorted(self._tid, key=self._tid.__getitem__)
+        n_base = len(self._ptr) - 1
+        base_tids = np.repeat(np.arange(n_base, dtype=np.int64), np.diff(self._ptr))
+        extra = sorted(self._extra_rows)
+        extra_tids = np.repeat(np.asarray(extra, dtype=np.int64),
+                               [len(self._extra_rows[t]) for t in extra])
+        tids = np.concatenate((base_tids, extra_tids))
+        rows = np.concatenate([self._rows, *(np.frombuffer(self._extra_rows[t], dtype=np.int32)
+                                             for t in extra)])
+        tfs = np.concatenate([self._tf, *(np.frombuffer(self._extra_tf[t], dtype=np.float32)
+                                          for t in extra)])
+        order = np.argsort(tids, kind="stable")  # base postings stay ahead of later additions
+        counts = np.bincount(tids, minlength=len(terms))
+        return {"text_terms": np.array(terms, dtype="U"),
+                "text_ptr": np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
+                "text_rows": rows[order], "text_tf": tfs[order]}
+
+    @classmethod
+    def from_state(cls, st: dict[str, np.ndarray]) -> TextIndex:
+        index = cls()
+        index._tid = {t: i for i, t in enumerate(st["text_terms"].tolist())}
+        index._ptr = st["text_ptr"].astype(np.int64)
+        index._rows = np.ascontiguousarray(st["text_rows"], dtype=np.int32)
+        index._tf = np.ascontiguousarray(st["text_tf"], dtype=np.float32)
+        return index
+
     def add(self, row: int, terms: list[str], tfs: list[int]) -> None:
         for term, tf in zip(terms, tfs, strict=True):
             tid = self._tid.get(term)

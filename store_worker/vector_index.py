@@ -122,6 +122,22 @@ class ExactIndex:
         self._n = n
         self._pos = dict(zip(self._labels[:n].tolist(), range(n), strict=True))
 
+    def state(self) -> dict[str, np.ndarray]:
+        """The rows in use, for ``snapshot``."""
+        return {"vec_matrix": self._mat[: self._n], "vec_labels": self._labels[: self._n]}
+
+    @classmethod
+    def from_state(cls, dim: int, st: dict[str, np.ndarray]) -> ExactIndex:
+        mat, labels = st["vec_matrix"], st["vec_labels"]
+        n = len(labels)
+        index = cls(dim, capacity=max(1024, n + n // 4))
+        index._mat[:n] = mat
+        index._labels[:n] = labels
+        index._n = n
+        live = np.flatnonzero(labels >= 0)
+        index._pos = dict(zip(labels[live].tolist(), live.tolist(), strict=True))
+        return index
+
     def vector(self, label: int) -> np.ndarray | None:
         pos = self._pos.get(int(label))
         return None if pos is None else self._mat[pos]

@@ -1,0 +1,82 @@
+"""A snapshot of the in-memory indexes, written at a clean close and read at the next open.
+
+Rebuilding the indexes from the tables takes ~2.7 s at 100k memories on the 2-core machine
+(catalogue 0.5 s, BM25 postings 1.2 s, vectors 1.0 s), and ten times that at 1M. Reading them
+back as arrays takes a fraction of it. The snapshot (``<db>.index.npz``, uncompressed) is only
+used when the table cannot have changed since it was written:
+
+- at a clean close the store writes the file (temp file, then rename), then commits a fresh
+  random token to ``index_snapshot`` in the database, and the file carries the same token;
+- at open, before anything is written, the store reads the token, deletes it (committed), and
+  loads the snapshot only if the file's token matches and the journal replay wrote nothing.
+
+So after a crash, or after a run that wrote anything, the tokens differ and the indexes are
+rebuilt from the tables, which remain the truth. A file that cannot be read is rebuilt from too.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from store_worker.catalog import Catalog
+from store_worker.schema import EMBEDDING_DIM
+from store_worker.text_index import TextIndex
+from store_worker.vector_index import ExactIndex
+
+log = logging.getLogger("sessiond.store.snapshot")
+
+FORMAT = 1
+# Below this many rows the rebuild is fast enough (~0.5 s at 20k) not to spend disk on it.
+MIN_ROWS = 20_000
+
+
+def path_for(db_path: Path) -> Path:
+    return Path(f"{db_path}.index.npz")
+
+
+def save(path: Path, token: str, cat: Catalog, text: TextIndex, vectors: ExactIndex) -> None:
+    """Write the snapshot for ``token`` (atomically: a reader sees the old file or the new)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    arrays = {"format": np.array([FORMAT]), "token": np.array([token]),
+              **cat.state(), **text.state(), **vectors.state()}
+    try:
+        with open(tmp, "wb") as f:
+            np.savez(f, **arrays)
+        tmp.replace(path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def load(path: Path, token: str) -> tuple[Catalog, TextIndex, ExactIndex] | None:
+    """The indexes in the snapshot if it was written for ``token``; None otherwise."""
+    if not path.exists():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if int(z["format"][0]) != FORMAT or str(z["token"][0]) != token:
+                log.info("index snapshot %s is stale; rebuilding from the tables", path)
+                return None
+            st = {name: z[name] for name in z.files}
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        log.warning("index snapshot %s unreadable (%s); rebuilding from the tables", path, exc)
+        return None
+    return (Catalog.from_state(st), TextIndex.from_state(st),
+            ExactIndex.from_state(EMBEDDING_DIM, st))
+
+
+def remove_temp_files(path: Path) -> None:
+    """Remove temp files a writer killed in mid-save left behind."""
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
+
+
+def discard(path: Path) -> None:
+    """Remove the snapshot and any temp file."""
+    path.unlink(missing_ok=True)
+    remove_temp_files(path)

@@ -1,0 +1,125 @@
+"""The index snapshot: a clean close writes it, the next open uses it only if nothing changed
+since, and the indexes it gives answer exactly like indexes rebuilt from the tables."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from store_worker import snapshot
+from store_worker.memory_store import MemoryStore
+
+REPO = Path(__file__).resolve().parents[1]
+WORDS = ["socket", "reconnect", "jitter", "duckdb", "lock", "flaky", "test", "parser", "config", "cache", "index", "vector", "timeout", "retry", "backoff", "migration", "schema", "deploy"]
+
+
+def _fill(store: MemoryStore, n: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    ids = [r.id for r in store.add_many(
+        {"kind": "note" if i % 3 else "reflection",
+         "content": " ".join(rng.choice(WORDS, 6)) + f" item {i}",
+         "project": f"p{i % 4}", "tags": [f"t{i % 5}"] if i % 2 else []}
+        for i in range(n))]
+    pending = store.pending_embeddings(10_000)
+    vecs = rng.standard_normal((len(pending), 384)).astype(np.float32)
+    store.set_embeddings([i for i, _ in pending[:-7]], vecs[:-7])  # a few stay keyword-only
+    return ids
+
+
+def _answers(store: MemoryStore, ranked: bool = True) -> list:
+    """Search results for a fixed set of queries. ``ranked``: the hits in order with their
+    scores. Otherwise every matching memory (limit 1000) with its BM25 and cosine parts, which
+    do not depend on how the rows are numbered (exact ties in rank fusion are broken by row
+    number, and a rebuild numbers rows in id order, not in the order they were added)."""
+    rng = np.random.default_rng(99)
+    out = []
+    for q in ("socket reconnect", "duckdb lock timeout", "schema", "item 17"):
+        qv = rng.standard_normal(384).astype(np.float32)
+        for kw in ({}, {"query_vector": qv}, {"query_vector": qv, "projects": ["p1"]},
+                   {"tags_any": ["t3"]}, {"kinds": ["reflection"]}):
+            if ranked:
+                hits = store.search(q, decay=False, limit=20, **kw).hits
+                out.append([(h["id"], round(h["score"], 6)) for h in hits])
+            else:
+                hits = store.search(q, decay=False, limit=1000, **kw).hits
+                out.append({h["id"]: (round(h["parts"]["bm25"], 5),
+                                      h["parts"]["vector"] and round(h["parts"]["vector"], 5))
+                            for h in hits})
+    return out
+
+
+def test_reopen_uses_the_snapshot_and_answers_like_a_rebuild(tmp_path):
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        ids = _fill(s, 300)
+        s.delete(ids=ids[:20])
+        s.add("note", "added after the bulk: socket reconnect storm", "p1", ["t3"])
+        expected, matches, stats = _answers(s), _answers(s, ranked=False), s.stats()
+    assert snapshot.path_for(db).exists()
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "snapshot"
+        assert _answers(s) == expected  # the very same state: the same ranking
+        assert s.stats()["memories"] == stats["memories"] == 281
+        assert s.add("note", "added after the bulk: socket reconnect storm", "p1").duplicate
+        assert s.get(ids[:20]) == []
+    snapshot.path_for(db).unlink()  # the same data, rebuilt from the tables
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "tables"
+        assert _answers(s, ranked=False) == matches
+
+
+def test_a_write_after_loading_it_makes_the_next_open_rebuild(tmp_path):
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        _fill(s, 50)
+    script = textwrap.dedent(f"""
+        import os
+        from store_worker.memory_store import MemoryStore
+        s = MemoryStore({str(db)!r}, snapshot_min_rows=0)
+        assert s.load_info["source"] == "snapshot"
+        s.add("note", "written, then the process died", "p0")
+        s.flush()
+        os._exit(0)
+    """)
+    subprocess.run([sys.executable, "-c", script], cwd=REPO, check=True, timeout=60)
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "tables"
+        assert s.search("written then the process died").hits[0]["content"].startswith("written")
+        assert s.count == 51
+
+
+def test_an_unreadable_snapshot_is_rebuilt_from_the_tables(tmp_path):
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        _fill(s, 40)
+        expected = _answers(s, ranked=False)
+    path = snapshot.path_for(db)
+    path.write_bytes(path.read_bytes()[:1000])
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "tables"
+        assert _answers(s, ranked=False) == expected
+
+
+def test_small_stores_write_no_snapshot(tmp_path):
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db) as s:
+        _fill(s, 30)
+    assert not snapshot.path_for(db).exists()
+    with MemoryStore(db) as s:
+        assert s.load_info["source"] == "tables" and s.count == 30
+
+
+@pytest.mark.parametrize("size", [0, 1])
+def test_empty_and_tiny_stores_round_trip(tmp_path, size):
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        for i in range(size):
+            s.add("note", f"only memory {i}", "p")
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "snapshot"
+        assert len(s.search("only memory").hits) == size
