@@ -8,6 +8,7 @@ finds (or starts) through the data dir. Nothing but MCP JSON-RPC is written to s
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import os
 from pathlib import Path
@@ -27,6 +28,10 @@ from shared.transport import endpoints
 log = logging.getLogger("sessiond.gateway")
 
 QUERY_EMBED_TIMEOUT_S = 3.0
+# fastmcp imports its session-state store (py-key-value with beartype, ~0.2 s) on the first
+# tool call. Importing it in the background once the gateway is up keeps that off the
+# assistant's first call (223 ms -> a few ms, measured over stdio).
+LAZY_IMPORTS = ("key_value.aio.adapters.pydantic", "key_value.aio.stores.memory")
 
 INSTRUCTIONS = (
     "sessiond keeps a local memory of conversations and reflections for coding sessions, "
@@ -86,11 +91,17 @@ class Gateway:
         raise AssertionError("unreachable")
 
     async def warm_up(self) -> None:
-        """Start (or find) the stack as the gateway starts, so the first call is fast."""
+        """Start (or find) the stack as the gateway starts, and load what the first tool call
+        would otherwise import, so the first call is fast."""
         try:
             await self.ensure_stack()
         except StackError as exc:
             log.error("could not start the stack: %s", exc)
+        for name in LAZY_IMPORTS:
+            try:
+                await asyncio.to_thread(importlib.import_module, name)
+            except ImportError as exc:  # a fastmcp release without it: nothing to warm
+                log.info("warm-up import of %s skipped: %s", name, exc)
 
     async def _restart_stack(self) -> None:
         try:
