@@ -5,10 +5,10 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
+from store_worker.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
 from store_worker.catalog import Catalog
 from store_worker.schema import EMBEDDING_DIM
 from store_worker.text_index import TextIndex
-from store_worker.vector_index import VectorIndex, make_index
 
 # Row numbers are positions in id order: every query below numbers rows that way.
 
@@ -60,9 +60,12 @@ def load_text_index(con: duckdb.DuckDBPyConnection) -> TextIndex:
     return index
 
 
-def load_vectors(con: duckdb.DuckDBPyConnection, cat: Catalog) -> VectorIndex:
+def load_vectors(con: duckdb.DuckDBPyConnection, cat: Catalog,
+                 ann_min_rows: int = ANN_MIN_ROWS) -> AcceleratedIndex:
     """Read ``memory_embeddings`` in rowid ranges (no sort; bounded memory per page)."""
-    index = make_index(EMBEDDING_DIM, int(np.count_nonzero(cat.embedded)))
+    expected = int(np.count_nonzero(cat.embedded))
+    index = AcceleratedIndex(EMBEDDING_DIM, capacity=max(1024, expected + expected // 4),
+                             ann_min_rows=ann_min_rows)
     top = con.execute("SELECT max(rowid) FROM memory_embeddings").fetchall()[0][0]
     page = 50_000
     for lo in range(0, -1 if top is None else top + 1, page):
@@ -74,17 +77,19 @@ def load_vectors(con: duckdb.DuckDBPyConnection, cat: Catalog) -> VectorIndex:
         if keep:
             embeddings = _column(res, "embedding")
             index.add(np.asarray([where[k] for k in keep], dtype=np.int64),
-                      np.stack([embeddings[k] for k in keep]).astype(np.float32))
+                      np.stack([embeddings[k] for k in keep]).astype(np.float32), build=False)
+    index.maybe_build()
     return index
 
 
-def load_all(con: duckdb.DuckDBPyConnection) -> tuple[Catalog, TextIndex, VectorIndex]:
+def load_all(con: duckdb.DuckDBPyConnection, ann_min_rows: int = ANN_MIN_ROWS,
+             ) -> tuple[Catalog, TextIndex, AcceleratedIndex]:
     """All three, read in one transaction so they agree."""
     con.execute("BEGIN")
     try:
         cat = load_catalog(con)
         text = load_text_index(con)
-        vectors = load_vectors(con, cat)
+        vectors = load_vectors(con, cat, ann_min_rows)
     finally:
         con.execute("COMMIT")
     return cat, text, vectors

@@ -27,6 +27,7 @@ import duckdb
 import numpy as np
 
 from store_worker import dependencies, hybrid_search, loader, rows, schema, snapshot
+from store_worker.accelerated_index import ANN_MIN_ROWS
 from store_worker.journal import Journal
 from store_worker.records import (
     AddResult,
@@ -53,9 +54,11 @@ T = TypeVar("T")
 
 class MemoryStore:
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 1,
-                 snapshot_min_rows: int = snapshot.MIN_ROWS) -> None:
+                 snapshot_min_rows: int = snapshot.MIN_ROWS,
+                 ann_min_rows: int = ANN_MIN_ROWS) -> None:
         self.path = Path(path)
         self.snapshot_min_rows = snapshot_min_rows
+        self.ann_min_rows = ann_min_rows
         self._unflushed: dict[str, tuple[Record, Terms]] = {}  # journaled, not yet in the table
         self._journal: Journal | None = None
         self.row_cache = RowCache()
@@ -90,10 +93,10 @@ class MemoryStore:
         path = snapshot.path_for(self.path)
         snapshot.remove_temp_files(path)
         if found and not self.replayed:
-            loaded = snapshot.load(path, found[0][0])
+            loaded = snapshot.load(path, found[0][0], self.ann_min_rows)
         source = "snapshot" if loaded is not None else "tables"
         if loaded is None:
-            loaded = loader.load_all(con)
+            loaded = loader.load_all(con, self.ann_min_rows)
         self.load_info = {"source": source, "seconds": round(time.monotonic() - t0, 3)}
         log.info("indexes loaded from the %s in %.2f s", source, self.load_info["seconds"])
         return loaded
@@ -101,7 +104,7 @@ class MemoryStore:
     def _save_snapshot(self) -> None:
         """At close: write the snapshot and commit its token (small stores: remove it)."""
         path = snapshot.path_for(self.path)
-        if self.count < self.snapshot_min_rows or not hasattr(self.vector_index, "state"):
+        if self.count < self.snapshot_min_rows:
             snapshot.discard(path)
             return
         token = uuid.uuid4().hex
@@ -401,8 +404,9 @@ class MemoryStore:
             "dependencies": con.execute(
                 "SELECT count(*) FROM project_dependencies").fetchall()[0][0],
             "distinct_terms": len(self.text_index),
-            "vector_index": {"kind": getattr(self.vector_index, "kind", "?"),
-                             "vectors": len(self.vector_index)},
+            "vector_index": {"kind": self.vector_index.kind, "vectors": len(self.vector_index),
+                             "ann_build_s": self.vector_index.ann_build_s,
+                             "ann_error": self.vector_index.ann_error},
             "row_cache": self.row_cache.stats(),
             "indexes_loaded": self.load_info,
             "db_bytes": self.path.stat().st_size if self.path.exists() else 0,

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from store_worker.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
 from store_worker.catalog import Catalog
 from store_worker.schema import EMBEDDING_DIM
 from store_worker.text_index import TextIndex
-from store_worker.vector_index import ExactIndex
 
 log = logging.getLogger("sessiond.store.snapshot")
 
@@ -39,21 +39,36 @@ def path_for(db_path: Path) -> Path:
     return Path(f"{db_path}.index.npz")
 
 
-def save(path: Path, token: str, cat: Catalog, text: TextIndex, vectors: ExactIndex) -> None:
-    """Write the snapshot for ``token`` (atomically: a reader sees the old file or the new)."""
+def ann_path_for(path: Path, token: str) -> Path:
+    """The approximate vector index saved with the snapshot of ``token`` (its own file)."""
+    return path.with_name(f"{path.name}.{token[:16]}.ann")
+
+
+def save(path: Path, token: str, cat: Catalog, text: TextIndex,
+         vectors: AcceleratedIndex) -> None:
+    """Write the snapshot for ``token`` (atomically: a reader sees the old file or the new),
+    with the approximate vector index, if there is one, in a file named for the token."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    arrays = {"format": np.array([FORMAT]), "token": np.array([token]),
-              **cat.state(), **text.state(), **vectors.state()}
+    ann = ann_path_for(path, token)
     try:
+        has_ann = vectors.save_ann(ann)
+        arrays = {"format": np.array([FORMAT]), "token": np.array([token]),
+                  "has_ann": np.array([has_ann]), **cat.state(), **text.state(),
+                  **vectors.state()}
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
+        ann.unlink(missing_ok=True)
         raise
+    for old in path.parent.glob(f"{path.name}.*.ann"):
+        if old != ann:
+            old.unlink(missing_ok=True)
 
 
-def load(path: Path, token: str) -> tuple[Catalog, TextIndex, ExactIndex] | None:
+def load(path: Path, token: str, ann_min_rows: int = ANN_MIN_ROWS,
+         ) -> tuple[Catalog, TextIndex, AcceleratedIndex] | None:
     """The indexes in the snapshot if it was written for ``token``; None otherwise."""
     if not path.exists():
         return None
@@ -66,17 +81,24 @@ def load(path: Path, token: str) -> tuple[Catalog, TextIndex, ExactIndex] | None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("index snapshot %s unreadable (%s); rebuilding from the tables", path, exc)
         return None
-    return (Catalog.from_state(st), TextIndex.from_state(st),
-            ExactIndex.from_state(EMBEDDING_DIM, st))
+    vectors = AcceleratedIndex.from_state(EMBEDDING_DIM, st, ann_min_rows=ann_min_rows)
+    if bool(st.get("has_ann", np.array([False]))[0]):
+        vectors.load_ann(ann_path_for(path, token))
+    else:
+        vectors.maybe_build()
+    return Catalog.from_state(st), TextIndex.from_state(st), vectors
 
 
 def remove_temp_files(path: Path) -> None:
     """Remove temp files a writer killed in mid-save left behind."""
-    for stale in path.parent.glob(f".{path.name}.*.tmp"):
-        stale.unlink(missing_ok=True)
+    for pattern in (f".{path.name}.*.tmp", f"{path.name}.*.ann.*.tmp"):
+        for stale in path.parent.glob(pattern):
+            stale.unlink(missing_ok=True)
 
 
 def discard(path: Path) -> None:
-    """Remove the snapshot and any temp file."""
+    """Remove the snapshot, its approximate index and any temp file."""
     path.unlink(missing_ok=True)
+    for ann in path.parent.glob(f"{path.name}.*.ann"):
+        ann.unlink(missing_ok=True)
     remove_temp_files(path)

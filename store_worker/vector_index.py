@@ -1,9 +1,9 @@
 """In-memory vector index over catalogue row numbers ("labels").
 
 ``VectorIndex`` is the seam: the store only calls ``add``/``remove``/``search``/``vector``/``len``.
-``ExactIndex`` (a float32 matrix of unit vectors, brute-force cosine) is what ``make_index`` returns.
-Above ``ANN_THRESHOLD`` rows an approximate index (hnswlib: integer labels, cosine space,
-``filter=`` callback for masks) would slot in behind the same protocol; it is not implemented.
+``ExactIndex`` is a float32 matrix of unit vectors searched by brute-force cosine; the store uses
+it through ``accelerated_index.AcceleratedIndex``, which adds an approximate index for large
+stores.
 
 Scoring uses ``np.einsum`` rather than ``matrix @ vector``: on the 2-core machines measured, OpenBLAS's
 gemv was 2-3x slower than numpy's own SIMD loop for a 100k x 384 float32 matrix.
@@ -16,7 +16,6 @@ from typing import Protocol
 
 import numpy as np
 
-ANN_THRESHOLD = 500_000
 _SUBSET_FRACTION = 0.3  # below this share of allowed rows, gather them instead of scoring all
 PARALLEL_ROWS = 20_000  # from this many rows a scan is split over two threads
 
@@ -63,6 +62,7 @@ class ExactIndex:
         self._n = 0  # rows in use, holes included
         self._pos: dict[int, int] = {}
         self._scan_pool: ThreadPoolExecutor | None = None  # made on the first large scan
+        self.compaction_allowed = True  # off while a reader holds a view of the matrix
 
     def __len__(self) -> int:
         return len(self._pos)
@@ -109,7 +109,7 @@ class ExactIndex:
             if pos is not None:
                 self._labels[pos] = -1
                 self._mat[pos] = 0.0
-        if self._n - len(self._pos) > max(1024, self._n // 4):
+        if self.compaction_allowed and self._n - len(self._pos) > max(1024, self._n // 4):
             self._compact()
 
     def _compact(self) -> None:
@@ -121,6 +121,29 @@ class ExactIndex:
         self._mat[n : self._n] = 0.0
         self._n = n
         self._pos = dict(zip(self._labels[:n].tolist(), range(n), strict=True))
+
+    def rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """(a copy of the labels, a view of the matrix) of the rows in use; label -1 = hole."""
+        return self._labels[: self._n].copy(), self._mat[: self._n]
+
+    def rescore(self, labels: np.ndarray, q: np.ndarray,
+                allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
+        """Exact cosines of candidate ``labels`` that exist and ``allowed`` permits, best
+        first (ties by label); None when none is left."""
+        pos = np.fromiter((self._pos.get(int(x), -1) for x in labels.tolist()), dtype=np.int64,
+                          count=len(labels))
+        keep = pos >= 0
+        labels, pos = np.asarray(labels, dtype=np.int64)[keep], pos[keep]
+        if allowed is not None:
+            inside = labels < len(allowed)
+            labels, pos = labels[inside], pos[inside]
+            ok = allowed[labels]
+            labels, pos = labels[ok], pos[ok]
+        if len(labels) == 0:
+            return None
+        scores = self._mat[pos] @ q
+        order = np.lexsort((labels, -scores))
+        return labels[order], scores[order].astype(np.float32)
 
     def state(self) -> dict[str, np.ndarray]:
         """The rows in use, for ``snapshot``."""
@@ -188,8 +211,3 @@ class ExactIndex:
             scores = scores[positions]
         order = np.lexsort((labels[positions], -scores))
         return labels[positions][order], scores[order]
-
-
-def make_index(dim: int, expected_rows: int = 0) -> VectorIndex:
-    """The index to use for about ``expected_rows`` vectors (always exact for now; see module)."""
-    return ExactIndex(dim, capacity=max(1024, expected_rows + expected_rows // 4))

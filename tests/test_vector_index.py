@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from store_worker.vector_index import ExactIndex, make_index, normalise
+from store_worker.vector_index import ExactIndex, normalise
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -33,7 +33,7 @@ def test_search_add_replace_remove_and_mask():
 
 
 def test_compaction_keeps_results():
-    index = make_index(8, expected_rows=3000)
+    index = ExactIndex(8, capacity=3000)
     v = vectors(3000, seed=1)
     index.add(np.arange(3000), v)
     index.remove(np.arange(0, 3000, 2))  # enough holes to compact

@@ -1,0 +1,191 @@
+"""The store's vector index: exact, with an approximate (HNSW) index as an accelerator for
+large stores.
+
+``ExactIndex`` scans every vector: ~5-6 ms at 100k memories over two threads, ten times that at
+1M. From ``ann_min_rows`` vectors on, an ``AnnIndex`` is built next to it in a background thread
+(the exact scan serves until it is ready) and kept up to date with every add and remove. A search
+then asks the ANN for a few times more candidates than it needs, keeps those the filter mask
+allows, rescores them exactly from the exact index's matrix and returns the best; when too few
+candidates survive the mask, or the mask allows only a small share of the rows (then scanning
+just those rows is cheap), it runs the exact scan instead. The exact index stays the truth: the
+ANN only proposes candidates.
+
+The ANN is saved next to the index snapshot and loaded with it (``state``/``from_state`` and
+``save_ann``/``load_ann``); if that fails it is rebuilt in the background.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from store_worker.ann_index import AnnIndex, AnnIndexError
+from store_worker.vector_index import _SUBSET_FRACTION, ExactIndex
+
+log = logging.getLogger("sessiond.store.vectors")
+
+ANN_MIN_ROWS = 200_000  # below this the exact scan costs <= ~12 ms on the 2-core machine
+OVERSAMPLE = 4  # ANN candidates asked per result needed (before the mask)
+MAX_CANDIDATES = 1600  # beyond ~1.6k candidates the HNSW search costs as much as the exact scan
+
+
+class AcceleratedIndex:
+    def __init__(self, dim: int, capacity: int = 1024, *,
+                 ann_min_rows: int = ANN_MIN_ROWS) -> None:
+        self.dim = dim
+        self.exact = ExactIndex(dim, capacity)
+        self.ann_min_rows = ann_min_rows
+        self._ann: AnnIndex | None = None
+        self._lock = threading.Lock()  # guards _ann, _building and _pending
+        self._building: threading.Thread | None = None
+        self._pending: list[tuple[str, np.ndarray, np.ndarray | None]] = []
+        self.ann_build_s: float | None = None
+        self.ann_error = ""
+
+    @property
+    def kind(self) -> str:
+        if self._ann is not None:
+            return f"exact+{self._ann.kind}"
+        return "exact (approximate index building)" if self._building else "exact"
+
+    def __len__(self) -> int:
+        return len(self.exact)
+
+    # --------------------------------------------------------------- writes
+    def add(self, labels: np.ndarray, vectors: np.ndarray, *, build: bool = True) -> None:
+        """Insert or replace rows; ``build=False`` (loading) does not start an ANN build."""
+        self.exact.add(labels, vectors)
+        with self._lock:
+            if self._building is not None:
+                self._pending.append(("add", np.asarray(labels, dtype=np.int64).copy(),
+                                      np.asarray(vectors, dtype=np.float32).copy()))
+            elif self._ann is not None:
+                self._ann.add(np.asarray(labels, dtype=np.int64),
+                              np.asarray(vectors, dtype=np.float32))
+        if build:
+            self.maybe_build()
+
+    def remove(self, labels: np.ndarray) -> None:
+        labels = np.asarray(labels, dtype=np.int64)
+        with self._lock:
+            self.exact.remove(labels)
+            if self._building is not None:
+                self._pending.append(("remove", labels.copy(), None))
+            elif self._ann is not None:
+                self._ann.remove(labels)
+
+    # ------------------------------------------------------------ the build
+    def maybe_build(self) -> None:
+        """Start building the ANN if the index is large enough and has none."""
+        if (self._ann is None and self._building is None and not self.ann_error
+                and len(self.exact) >= self.ann_min_rows):
+            self.start_build()
+
+    def start_build(self) -> None:
+        """Build the ANN from the current vectors in a background thread."""
+        with self._lock:
+            if self._building is not None:
+                return
+            labels, matrix = self.exact.rows()  # a copy of the labels, a view of the matrix
+            self.exact.compaction_allowed = False  # the view must keep its rows in place
+            self._building = threading.Thread(target=self._build, args=(labels, matrix),
+                                              name="ann-build", daemon=True)
+            self._building.start()
+
+    def _build(self, labels: np.ndarray, matrix: np.ndarray) -> None:
+        t0 = time.monotonic()
+        try:
+            # One thread: a build at 200k takes about a minute and must not starve the searches,
+            # stores and embeddings running meanwhile on a 2-core machine.
+            ann = AnnIndex(self.dim, capacity=len(labels) + len(labels) // 4, threads=1)
+            live = labels >= 0
+            ann.add(labels[live], matrix[live])
+        except (AnnIndexError, MemoryError, ValueError) as exc:
+            log.error("approximate index build failed; exact search only: %s", exc)
+            with self._lock:
+                self.ann_error = str(exc)
+                self._building = None
+                self._pending.clear()
+                self.exact.compaction_allowed = True
+            return
+        with self._lock:  # what changed meanwhile, in order
+            for op, op_labels, op_vectors in self._pending:
+                if op == "add":
+                    ann.add(op_labels, op_vectors)
+                else:
+                    ann.remove(op_labels)
+            self._pending.clear()
+            self._ann = ann
+            self._building = None
+            self.exact.compaction_allowed = True
+            self.ann_build_s = round(time.monotonic() - t0, 2)
+        log.info("approximate index (%s) built over %d vectors in %.1f s", ann.kind,
+                 len(ann), self.ann_build_s)
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        """Wait for a running build (tests, benchmarks); True when the ANN is in use."""
+        thread = self._building
+        if thread is not None:
+            thread.join(timeout_s)
+        return self._ann is not None
+
+    # --------------------------------------------------------------- search
+    def search(self, query: np.ndarray, k: int,
+               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        ann = self._ann
+        if ann is None or k <= 0:
+            return self.exact.search(query, k, allowed)
+        q = np.asarray(query, dtype=np.float32).reshape(self.dim)
+        share = 1.0
+        if allowed is not None:
+            share = float(np.count_nonzero(allowed)) / max(1, len(allowed))
+            if share < _SUBSET_FRACTION:
+                return self.exact.search(q, k, allowed)
+        want = math.ceil(k * OVERSAMPLE / share)
+        if want > MAX_CANDIDATES:
+            return self.exact.search(q, k, allowed)
+        with self._lock:
+            cand, _ = ann.search(q, want)
+        found = self.exact.rescore(cand, q, allowed)
+        if found is None or len(found[0]) < min(k, len(self.exact)):
+            return self.exact.search(q, k, allowed)  # too few survived the mask
+        return found[0][:k], found[1][:k]
+
+    def vector(self, label: int) -> np.ndarray | None:
+        return self.exact.vector(label)
+
+    # ------------------------------------------------------------- snapshot
+    def state(self) -> dict[str, np.ndarray]:
+        return self.exact.state()
+
+    @classmethod
+    def from_state(cls, dim: int, st: dict[str, np.ndarray], **kw: Any) -> AcceleratedIndex:
+        index = cls(dim, **kw)
+        index.exact = ExactIndex.from_state(dim, st)
+        return index
+
+    def save_ann(self, path: Path) -> bool:
+        """Save the ANN if there is one ready; True when saved."""
+        with self._lock:
+            ann = self._ann
+            if ann is None:
+                return False
+            ann.save(path)
+        return True
+
+    def load_ann(self, path: Path) -> None:
+        """Use a saved ANN (from the same snapshot); if it cannot be read, build one."""
+        try:
+            ann = AnnIndex.load(path, self.dim)
+        except AnnIndexError as exc:
+            log.warning("approximate index %s not usable (%s); rebuilding it", path, exc)
+            self.maybe_build()
+            return
+        with self._lock:
+            self._ann = ann

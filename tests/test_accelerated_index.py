@@ -1,0 +1,120 @@
+"""The vector index with its approximate accelerator: built in the background past a size,
+kept up to date, answers like the exact scan, saved and loaded with the index snapshot."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from store_worker import snapshot
+from store_worker.accelerated_index import AcceleratedIndex
+from store_worker.memory_store import MemoryStore
+from store_worker.vector_index import ExactIndex, normalise
+
+DIM = 384
+
+
+def clustered(n: int, seed: int = 0, centres: int = 50, rank: int = 16) -> np.ndarray:
+    """Unit vectors in clusters (a centre, a low-rank spread of its own, a little noise), so
+    that nearest neighbours mean something, as with sentence embeddings."""
+    rng = np.random.default_rng(seed)
+    c = normalise(rng.standard_normal((centres, DIM)))
+    basis = rng.standard_normal((centres, rank, DIM)) / np.sqrt(DIM)
+    which = rng.integers(0, centres, n)
+    spread = np.einsum("nr,nrd->nd", rng.standard_normal((n, rank)), basis[which])
+    return normalise(c[which] + 0.25 * spread + 0.035 * rng.standard_normal((n, DIM)))
+
+
+def overlap(a: np.ndarray, b: np.ndarray) -> float:
+    return len(set(a.tolist()) & set(b.tolist())) / max(1, len(b))
+
+
+@pytest.fixture(scope="module")
+def everything() -> np.ndarray:
+    return clustered(6040)
+
+
+@pytest.fixture(scope="module")
+def data(everything) -> np.ndarray:
+    return everything[:6000]
+
+
+def built(vectors: np.ndarray, min_rows: int = 2000) -> AcceleratedIndex:
+    index = AcceleratedIndex(DIM, ann_min_rows=min_rows)
+    index.add(np.arange(len(vectors)), vectors)
+    assert index.wait_ready(60), index.ann_error
+    return index
+
+
+def test_small_indexes_stay_exact(data):
+    index = AcceleratedIndex(DIM, ann_min_rows=10_000)
+    index.add(np.arange(len(data)), data)
+    assert index.kind == "exact" and not index.wait_ready(0)
+
+
+def test_past_the_threshold_it_builds_and_answers_like_the_exact_scan(data, everything):
+    index = built(data)
+    assert index.kind.startswith("exact+")
+    exact = ExactIndex(DIM)
+    exact.add(np.arange(len(data)), data)
+    queries = everything[6000:]  # from the same clusters, not among the data
+    recalls = []
+    for q in queries:
+        got_labels, got_scores = index.search(q, 100)
+        want_labels, _ = exact.search(q, 100)
+        recalls.append(overlap(got_labels, want_labels))
+        assert np.allclose(got_scores, data[got_labels] @ q, atol=1e-5)  # rescored exactly
+        assert np.all(np.diff(got_scores) <= 0)
+    assert np.mean(recalls) >= 0.97, np.mean(recalls)
+
+
+def test_changes_during_and_after_the_build_are_applied(data):
+    index = AcceleratedIndex(DIM, ann_min_rows=2000)
+    index.add(np.arange(3000), data[:3000])  # starts the build
+    index.add(np.arange(3000, 4000), data[3000:4000])  # while it runs
+    index.remove(np.arange(0, 100))
+    assert index.wait_ready(60), index.ann_error
+    index.add(np.array([5000]), data[4500:4501])  # after it
+    index.remove(np.array([200]))
+    for label, row in ((3500, 3500), (5000, 4500)):
+        assert index.search(data[row], 1)[0].tolist() == [label]
+    found = np.concatenate([index.search(data[i], 10)[0] for i in (0, 50, 200)])
+    assert not set(found.tolist()) & (set(range(100)) | {200})
+
+
+def test_masks_are_respected_and_small_masks_use_the_exact_scan(data):
+    index = built(data)
+    exact = ExactIndex(DIM)
+    exact.add(np.arange(len(data)), data)
+    rng = np.random.default_rng(3)
+    q = data[17]
+    for share in (0.9, 0.5, 0.05):
+        allowed = rng.random(len(data)) < share
+        labels, _ = index.search(q, 50, allowed)
+        assert allowed[labels].all()
+        want, _ = exact.search(q, 50, allowed)
+        if share < 0.3:
+            assert labels.tolist() == want.tolist()
+        else:
+            assert overlap(labels, want) >= 0.9
+
+
+def test_snapshot_carries_the_approximate_index(tmp_path, data):
+    db = tmp_path / "m.duckdb"
+    n = 2500
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
+        s.add_many({"kind": "note", "content": f"memory number {i}", "project": "p"}
+                   for i in range(n))
+        ids = [i for i, _ in s.pending_embeddings(n)]
+        s.set_embeddings(ids, data[:n])
+        assert s.vector_index.wait_ready(60)
+        want = [h["id"] for h in s.search("memory", query_vector=data[7], limit=10).hits]
+    assert list(tmp_path.glob("m.duckdb.index.npz.*.ann"))
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
+        assert s.load_info["source"] == "snapshot"
+        assert s.vector_index.kind.startswith("exact+")  # loaded, not rebuilding
+        assert [h["id"] for h in s.search("memory", query_vector=data[7], limit=10).hits] == want
+    snapshot.path_for(db).unlink()
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:  # rebuilt from tables
+        assert s.vector_index.wait_ready(60)
+        assert s.stats()["vector_index"]["ann_build_s"] is not None
