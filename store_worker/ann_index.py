@@ -59,6 +59,8 @@ binding). A batch ``add`` uses ``threads`` workers (default: all cores); ``searc
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import os
 import struct
 import tempfile
@@ -68,7 +70,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from usearch.index import Index
 
 DEFAULTS: dict[str, Any] = {
     "dtype": "i8",
@@ -86,6 +87,30 @@ _FORMAT_VERSION = 1
 _TRAILER = struct.Struct("<8sHHIIIIQQI8s")
 _DTYPES = ("i8", "f16", "bf16", "f32")
 _CHUNK = 8 << 20
+
+
+def _usearch_index() -> Any:
+    """``usearch.index.Index``, imported on first use (after the system C++ runtime).
+
+    usearch's extension links its own copy of libstdc++ statically. Loaded first, its copies of
+    the runtime's process-wide ("unique") symbols win, and a later C++ extension built against
+    the system libstdc++ crashes as it initialises: ``import usearch.index`` then
+    ``import onnxruntime`` is a segmentation fault (seen with usearch 2.26.6, onnxruntime 1.32).
+    Loading the system libstdc++ globally before usearch makes both use the system's symbols.
+    Importing here, not at module import, also keeps usearch out of stores too small for it.
+    """
+    global _Index
+    if _Index is None:
+        name = ctypes.util.find_library("stdc++")
+        if name is not None:
+            ctypes.CDLL(name, mode=ctypes.RTLD_GLOBAL)
+        from usearch.index import Index
+
+        _Index = Index
+    return _Index
+
+
+_Index: Any = None
 
 
 class AnnIndexError(ValueError):
@@ -114,7 +139,7 @@ class AnnIndex:
         self.threads = max(1, threads or os.cpu_count() or 1)
         self.capacity_hint = capacity  # usearch grows by itself (to the next power of two)
         self._lock = threading.Lock()
-        self._index = Index(
+        self._index = _usearch_index()(
             ndim=dim,
             # i8 needs "cos" (it normalises before quantising); the others are unit already
             metric="cos" if dtype == "i8" else "ip",
@@ -249,7 +274,7 @@ class AnnIndex:
                     expansion_add=expansion_add, expansion_search=expansion_search,
                     threads=threads)
         try:
-            meta = Index.metadata(os.fspath(path))
+            meta = _usearch_index().metadata(os.fspath(path))
             if not meta or meta.get("dimensions") != dim:
                 raise AnnIndexError(f"{path}: usearch header does not match")
             index._index.load(os.fspath(path))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -10,6 +12,8 @@ import pytest
 
 from store_worker.ann_index import AnnIndex, AnnIndexError
 from store_worker.vector_index import normalise
+
+REPO = Path(__file__).resolve().parents[1]
 
 DIM = 384
 
@@ -155,3 +159,18 @@ def test_bad_files_raise_quickly(built, tmp_path: Path):
     with pytest.raises(AnnIndexError):
         AnnIndex.load(tmp_path, DIM)  # a directory
     assert issubclass(AnnIndexError, ValueError)
+
+
+def test_onnxruntime_still_loads_after_an_index_was_made():
+    """usearch links libstdc++ statically; made first, it used to crash a later
+    ``import onnxruntime`` (a segmentation fault). Both in one fresh process, in that order."""
+    script = (
+        "import numpy as np\n"
+        "from store_worker.ann_index import AnnIndex\n"
+        "a = AnnIndex(8); a.add(np.arange(4), np.eye(4, 8, dtype=np.float32))\n"
+        "from embed_worker.model import Embedder\n"
+        "print(Embedder.load(fast=False).embed(['hello']).shape)\n")
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip() == "(1, 384)"
