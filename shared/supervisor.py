@@ -34,7 +34,7 @@ log = logging.getLogger("sessiond.supervisor")
 
 STARTUP_TIMEOUT_S = 30.0  # a worker that has not registered by then is killed and restarted
 STABLE_AFTER_S = 10.0  # a worker that ran this long resets its restart backoff
-STORE_STOP_S = 5.0  # a large store writes its index snapshot as it stops (100k: ~0.5 s)
+STORE_STOP_S = 15.0  # a large store writes its index snapshot as it stops (100k ~0.5 s, 220k ~4 s)
 
 
 @dataclass
