@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Self, TypeVar
 import duckdb
 import numpy as np
 
-from store_worker import dependencies, hybrid_search, loader, rows, schema, snapshot
+from store_worker import dependencies, hybrid_search, rows, schema, snapshot
 from store_worker.accelerated_index import ANN_MIN_ROWS
 from store_worker.journal import Journal
 from store_worker.records import (
@@ -82,38 +81,14 @@ class MemoryStore:
         return cls(path, threads=threads)
 
     def _load_indexes(self) -> tuple:
-        """From the snapshot of the last clean close if nothing changed since, else from the
-        tables. Either way the snapshot token is gone afterwards (see ``snapshot``)."""
+        """From the snapshot of the last clean close if nothing changed since (the journal
+        replay wrote nothing either), else from the tables."""
         t0 = time.monotonic()
-        con = self.con
-        found = con.execute("SELECT token FROM index_snapshot").fetchall()
-        if found:
-            con.execute("DELETE FROM index_snapshot")  # committed before any other write
-        loaded = None
-        path = snapshot.path_for(self.path)
-        snapshot.remove_temp_files(path)
-        if found and not self.replayed:
-            loaded = snapshot.load(path, found[0][0], self.ann_min_rows)
-        source = "snapshot" if loaded is not None else "tables"
-        if loaded is None:
-            loaded = loader.load_all(con, self.ann_min_rows)
+        indexes, source = snapshot.open_indexes(self.con, self.path, not self.replayed,
+                                                self.ann_min_rows)
         self.load_info = {"source": source, "seconds": round(time.monotonic() - t0, 3)}
         log.info("indexes loaded from the %s in %.2f s", source, self.load_info["seconds"])
-        return loaded
-
-    def _save_snapshot(self) -> None:
-        """At close: write the snapshot and commit its token (small stores: remove it)."""
-        path = snapshot.path_for(self.path)
-        if self.count < self.snapshot_min_rows:
-            snapshot.discard(path)
-            return
-        token = uuid.uuid4().hex
-        try:
-            snapshot.save(path, token, self.catalog, self.text_index, self.vector_index)
-        except OSError as exc:
-            log.warning("no index snapshot written (%s); the next open rebuilds", exc)
-            return
-        self.con.execute("INSERT INTO index_snapshot VALUES (?)", [token])
+        return indexes
 
     def close(self) -> None:
         """Flush the journal, checkpoint (fold the WAL into the file) and close. Safe to call
@@ -121,7 +96,8 @@ class MemoryStore:
         if self._con is not None:
             try:
                 self.flush()
-                self._save_snapshot()
+                snapshot.write_at_close(self.con, self.path, self.catalog, self.text_index,
+                                        self.vector_index, keep=self.count >= self.snapshot_min_rows)
                 self._con.execute("CHECKPOINT")
             finally:
                 self._con.close()

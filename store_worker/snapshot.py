@@ -18,11 +18,14 @@ from __future__ import annotations
 
 import logging
 import os
+import uuid
 import zipfile
 from pathlib import Path
 
+import duckdb
 import numpy as np
 
+from store_worker import loader
 from store_worker.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
 from store_worker.catalog import Catalog
 from store_worker.schema import EMBEDDING_DIM
@@ -102,3 +105,38 @@ def discard(path: Path) -> None:
     for ann in path.parent.glob(f"{path.name}.*.ann"):
         ann.unlink(missing_ok=True)
     remove_temp_files(path)
+
+
+def open_indexes(con: duckdb.DuckDBPyConnection, db_path: Path, may_use: bool,
+                 ann_min_rows: int = ANN_MIN_ROWS) -> tuple[tuple, str]:
+    """At open, before any write: the indexes from the snapshot if its token is the one the
+    database holds and ``may_use`` (nothing was written meanwhile), else from the tables; and
+    which it was. The token is deleted (committed) either way, so any later write makes the
+    snapshot stale."""
+    found = con.execute("SELECT token FROM index_snapshot").fetchall()
+    if found:
+        con.execute("DELETE FROM index_snapshot")
+    path = path_for(db_path)
+    remove_temp_files(path)
+    if found and may_use:
+        indexes = load(path, found[0][0], ann_min_rows)
+        if indexes is not None:
+            return indexes, "snapshot"
+    return loader.load_all(con, ann_min_rows), "tables"
+
+
+def write_at_close(con: duckdb.DuckDBPyConnection, db_path: Path, cat: Catalog,
+                   text: TextIndex, vectors: AcceleratedIndex, *, keep: bool) -> None:
+    """At a clean close, after the last write: write the snapshot, then commit its token
+    (``keep`` false, for small stores: remove any old snapshot instead)."""
+    path = path_for(db_path)
+    if not keep:
+        discard(path)
+        return
+    token = uuid.uuid4().hex
+    try:
+        save(path, token, cat, text, vectors)
+    except OSError as exc:
+        log.warning("no index snapshot written (%s); the next open rebuilds", exc)
+        return
+    con.execute("INSERT INTO index_snapshot VALUES (?)", [token])
