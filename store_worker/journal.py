@@ -31,6 +31,8 @@ from store_worker.records import Record
 log = logging.getLogger("sessiond.store.journal")
 
 _HEAD = struct.Struct("<II")
+# fdatasync skips the metadata a plain fsync also writes; macOS has no fdatasync.
+_sync_data = getattr(os, "fdatasync", os.fsync)
 MAX_RECORD_BYTES = 4 * 1024 * 1024  # a record is at most ~120 KB; more means corruption
 
 _encoder = msgspec.msgpack.Encoder()
@@ -63,7 +65,7 @@ class Journal:
             written = os.write(self._fd, data)
             if written != len(data):  # a short write to a regular file means the disk is full
                 raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
-            os.fdatasync(self._fd)
+            _sync_data(self._fd)
         except OSError:
             # Cut off whatever part got written, or a later record would sit behind a torn one.
             os.ftruncate(self._fd, self.size)
