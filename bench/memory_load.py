@@ -52,6 +52,7 @@ import shutil
 import sys
 import tempfile
 import time
+from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -122,22 +123,18 @@ async def tool_latencies(call, hub: HubClient, corpus: Corpus, queries: list[str
     _, pong = await call("ping", {})
     cpu = RoleCpu(pong["stack_pid"], pong["gateway_pid"])
 
-    async def timed(tool: str, n: int, args_of, check=None) -> dict:
-        samples = []
+    async def timed(tool: str, n: int, args_of) -> tuple[dict, list[dict]]:
+        """Percentiles of the ``n`` timed calls (after the warm-up), and every reply."""
+        samples, replies = [], []
         for i in range(WARMUP_CALLS + n):
             if i == WARMUP_CALLS:
                 cpu0 = cpu.snapshot()
             dt, res = await call(tool, args_of(i))
-            if check is not None:
-                check(res)
+            replies.append(res)
             if i >= WARMUP_CALLS:
                 samples.append(dt)
         out["cpu_ms_per_call"][tool] = cpu.per_call_ms(cpu0, len(samples))
-        return percentiles(samples)
-
-    def distinct(res: dict) -> None:
-        if res["duplicate"]:
-            raise RuntimeError("a distinct text came back as a duplicate")
+        return percentiles(samples), replies
 
     now = datetime.now(UTC)
 
@@ -146,8 +143,10 @@ async def tool_latencies(call, hub: HubClient, corpus: Corpus, queries: list[str
         return {"content": item["content"], "tags": item["tags"] or None,
                 "project": item["project"]}
 
-    out["ping"] = await timed("ping", n_direct, lambda _i: {})
-    out["store_reflection"] = await timed("store_reflection", n_store, store_args, distinct)
+    out["ping"], _ = await timed("ping", n_direct, lambda _i: {})
+    out["store_reflection"], stored = await timed("store_reflection", n_store, store_args)
+    if any(res["duplicate"] for res in stored):
+        raise RuntimeError("a distinct text came back as a duplicate")
     wait_s, _ = await _wait_embedded(hub)
     out["embed_backlog_after_stores_s"] = round(wait_s, 2)
 
@@ -164,17 +163,11 @@ async def tool_latencies(call, hub: HubClient, corpus: Corpus, queries: list[str
     await _wait_embedded(hub)
 
     for tool in ("quick_search", "reflect_on_past"):
-        modes, hits, notes = {}, [0], set()
-
-        def tally(res: dict, modes=modes, hits=hits, notes=notes) -> None:
-            modes[res["mode"]] = modes.get(res["mode"], 0) + 1
-            hits[0] += len(res["results"])
-            if res["note"]:
-                notes.add(res["note"])
-
-        pct = await timed(tool, n_search, lambda _i: {"query": queries.pop()}, tally)
-        out[tool] = pct | {"modes": modes, "avg_hits": round(hits[0] / sum(modes.values()), 1),
-                           "notes": sorted(notes)}
+        pct, replies = await timed(tool, n_search, lambda _i: {"query": queries.pop()})
+        out[tool] = pct | {
+            "modes": dict(Counter(res["mode"] for res in replies)),
+            "avg_hits": round(sum(len(res["results"]) for res in replies) / len(replies), 1),
+            "notes": sorted({res["note"] for res in replies if res["note"]})}
     return out
 
 

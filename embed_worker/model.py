@@ -173,14 +173,14 @@ class Embedder:
 
             try:
                 fast_path = fast_model.fast_model_path(model_path, cache_dir)
-                session = _open_session(fast_path, options)
-                _smoke_test(session, fast_path)
+                embedder = cls(_open_session(fast_path, options), tokenizer, intra_op_threads,
+                               fast_model.FAST_MODEL_ID, fast_path)
+                _smoke_test(embedder)
             except ModelLoadError as exc:
                 log.warning("the fast model is not used, loading %s instead: %s",
                             model_path, exc)
             else:
-                return cls(session, tokenizer, intra_op_threads,
-                           fast_model.FAST_MODEL_ID, fast_path)
+                return embedder
         session = _open_session(model_path, options)
         return cls(session, tokenizer, intra_op_threads, MODEL_ID, model_path)
 
@@ -242,18 +242,15 @@ def _open_session(path: Path, options: ort.SessionOptions) -> ort.InferenceSessi
         raise ModelLoadError(f"model file {path} cannot be loaded: {exc}") from exc
 
 
-def _smoke_test(session: ort.InferenceSession, path: Path) -> None:
-    """Run one 3-token input, so a model whose ops load but do not run is refused now."""
-    ids = np.array([[101, 7592, 102]], dtype=np.int64)  # [CLS] hello [SEP]
-    feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids)}
-    if "token_type_ids" in {i.name for i in session.get_inputs()}:
-        feeds["token_type_ids"] = np.zeros_like(ids)
+def _smoke_test(embedder: Embedder) -> None:
+    """Embed one word, so a model whose ops load but do not run is refused now."""
     try:
-        (hidden,) = session.run(["last_hidden_state"], feeds)
+        out = embedder.embed_batch(["hello"])
     except Exception as exc:  # onnxruntime's errors share no base class but Exception
-        raise ModelLoadError(f"model file {path} does not run: {exc}") from exc
-    if hidden.shape != (1, 3, DIM) or not np.isfinite(hidden).all():
-        raise ModelLoadError(f"model file {path} gives a bad output of shape {hidden.shape}")
+        raise ModelLoadError(f"model file {embedder.model_path} does not run: {exc}") from exc
+    if out.shape != (1, DIM) or not np.isfinite(out).all():
+        raise ModelLoadError(
+            f"model file {embedder.model_path} gives a bad output of shape {out.shape}")
 
 
 def mean_pool_normalize(hidden: np.ndarray, mask: np.ndarray) -> np.ndarray:

@@ -27,7 +27,7 @@ import os
 import re
 import stat
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import anyio
@@ -60,41 +60,33 @@ def sanitize_line(raw: bytes) -> str:
     return text
 
 
-class _ThreadStdin:
-    """Lines from a stdin that is not a pipe (read in a worker thread)."""
+class _Lines:
+    """The async line iterator ``stdio_server`` reads from: sanitized lines from ``readline``
+    (an awaitable returning bytes, ``b""`` at the end)."""
 
-    def __init__(self, raw) -> None:
-        self._file = anyio.wrap_file(raw)
+    def __init__(self, readline: Callable[[], Awaitable[bytes]]) -> None:
+        self._readline = readline
 
     def __aiter__(self):
         return self
 
     async def __anext__(self) -> str:
-        raw = await self._file.readline()
+        raw = await self._readline()
         if not raw:
             raise StopAsyncIteration
         return sanitize_line(raw)
 
 
-class _PipeStdin:
-    """Lines from a pipe, read by the event loop."""
-
-    def __init__(self, reader: asyncio.StreamReader) -> None:
-        self._reader = reader
-
-    def __aiter__(self):
-        return self
-
-    async def __anext__(self) -> str:
+def _pipe_readline(reader: asyncio.StreamReader) -> Callable[[], Awaitable[bytes]]:
+    """``reader.readline`` that skips (and logs) a line over ``MAX_LINE_BYTES``."""
+    async def readline() -> bytes:
         while True:
             try:
-                raw = await self._reader.readline()
-            except ValueError:  # a line over MAX_LINE_BYTES: the reader dropped it
+                return await reader.readline()
+            except ValueError:  # the reader dropped the overlong line
                 log.error("dropped a JSON-RPC line longer than %d bytes", MAX_LINE_BYTES)
-                continue
-            if not raw:
-                raise StopAsyncIteration
-            return sanitize_line(raw)
+
+    return readline
 
 
 class _PipeStdout:
@@ -141,7 +133,7 @@ def _restore(fd: int, wire: int) -> None:
 
 
 @asynccontextmanager
-async def _pipe_streams() -> AsyncIterator[tuple[_PipeStdin, _PipeStdout]]:
+async def _pipe_streams() -> AsyncIterator[tuple[_Lines, _PipeStdout]]:
     loop = asyncio.get_running_loop()
     wire_in = _divert(0, None, os.O_RDONLY)
     wire_out = _divert(1, 2, os.O_WRONLY)
@@ -155,7 +147,7 @@ async def _pipe_streams() -> AsyncIterator[tuple[_PipeStdin, _PipeStdout]]:
             lambda: asyncio.StreamReaderProtocol(asyncio.StreamReader()),
             os.fdopen(wire_out, "wb", buffering=0))
         transports.append(write_transport)
-        yield _PipeStdin(reader), _PipeStdout(
+        yield _Lines(_pipe_readline(reader)), _PipeStdout(
             asyncio.StreamWriter(write_transport, protocol, None, loop))
     finally:
         _restore(0, wire_in)  # before the transports close the private descriptors
@@ -174,7 +166,7 @@ async def run_stdio(mcp: FastMCP) -> None:
                 stdin, stdout = await stack.enter_async_context(_pipe_streams())
                 streams = stdio_server(stdin=stdin, stdout=stdout)
             else:  # the SDK claims fd 1 itself; stdin is read in a thread
-                streams = stdio_server(stdin=_ThreadStdin(sys.stdin.buffer))
+                streams = stdio_server(stdin=_Lines(anyio.wrap_file(sys.stdin.buffer).readline))
             read_stream, write_stream = await stack.enter_async_context(streams)
             await mcp._mcp_server.run(read_stream, write_stream,
                                       mcp._mcp_server.create_initialization_options())

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from store_worker.ann_index import AnnIndex, AnnIndexError
-from store_worker.vector_index import _SUBSET_FRACTION, ExactIndex
+from store_worker.vector_index import SUBSET_FRACTION, ExactIndex
 
 log = logging.getLogger("sessiond.store.vectors")
 
@@ -145,13 +145,12 @@ class AcceleratedIndex:
         share = 1.0
         if allowed is not None:
             share = float(np.count_nonzero(allowed)) / max(1, len(allowed))
-            if share < _SUBSET_FRACTION:
+            if share < SUBSET_FRACTION:
                 return self.exact.search(q, k, allowed)
         want = math.ceil(k * OVERSAMPLE / share)
         if want > MAX_CANDIDATES:
             return self.exact.search(q, k, allowed)
-        with self._lock:
-            cand, _ = ann.search(q, want)
+        cand, _ = ann.search(q, want)  # AnnIndex locks itself
         found = self.exact.rescore(cand, q, allowed)
         if found is None or len(found[0]) < min(k, len(self.exact)):
             return self.exact.search(q, k, allowed)  # too few survived the mask

@@ -8,20 +8,14 @@ Markers never match a pattern again, so redacting twice changes nothing.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 
-MARKER = "[REDACTED:{}]"
+MARKER = "[REDACTED:{kind}]"
 
-_Rule = tuple[str, re.Pattern[str], Callable[[re.Match[str]], str]]
-
-
-def _whole(kind: str) -> Callable[[re.Match[str]], str]:
-    return lambda m: MARKER.format(kind)
-
-
-def _keep_prefix(kind: str) -> Callable[[re.Match[str]], str]:
-    """Keep group 1 (a key name, a scheme) and replace the rest."""
-    return lambda m: m.group(1) + MARKER.format(kind)
+# (kind, pattern, replacement): a ``re`` replacement template in which ``{kind}`` stands for the
+# rule's kind. WHOLE replaces the whole match; KEEP_PREFIX keeps group 1 (a key name, a scheme).
+_Rule = tuple[str, re.Pattern[str], str]
+WHOLE = MARKER
+KEEP_PREFIX = r"\g<1>" + MARKER
 
 
 _VALUE_CHARS = r"[A-Za-z0-9_\-+/=!@#$%^&*~.]"
@@ -36,62 +30,62 @@ _RULES: list[_Rule] = [
             r"(?:-----END \1PRIVATE KEY( BLOCK)?-----|\Z)",
             re.DOTALL,
         ),
-        _whole("private_key"),
+        WHOLE,
     ),
     (
         "jwt",
         re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}"),
-        _whole("jwt"),
+        WHOLE,
     ),
     (
         "url_password",
         re.compile(r"\b([a-zA-Z][a-zA-Z0-9+.-]*://[^\s:/@\[\]]+:)(?!\[REDACTED)[^\s@/]+(?=@)"),
-        lambda m: m.group(1) + "[REDACTED]",
+        r"\g<1>[REDACTED]",
     ),
     (
         "bearer_token",
         re.compile(r"(?i)(\bbearer\s+)(?!\[REDACTED)[A-Za-z0-9._~+/=-]{16,}"),
-        _keep_prefix("bearer_token"),
+        KEEP_PREFIX,
     ),
     (
         "basic_auth",
         re.compile(r"(?i)(\bauthorization\s*[:=]\s*[\"']?basic\s+)[A-Za-z0-9+/=]{8,}"),
-        _keep_prefix("basic_auth"),
+        KEEP_PREFIX,
     ),
     (
         "anthropic_key",
         re.compile(r"\bsk-ant-[A-Za-z0-9_-]{20,}"),
-        _whole("anthropic_key"),
+        WHOLE,
     ),
     (
         "openai_key",
         re.compile(r"\bsk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,}"),
-        _whole("openai_key"),
+        WHOLE,
     ),
     (
         "stripe_key",
         re.compile(r"\b[rs]k_(?:live|test)_[A-Za-z0-9]{16,}"),
-        _whole("stripe_key"),
+        WHOLE,
     ),
     (
         "github_token",
         re.compile(r"\b(?:gh[pousr]_[A-Za-z0-9]{30,}|github_pat_[A-Za-z0-9_]{30,})"),
-        _whole("github_token"),
+        WHOLE,
     ),
     (
         "aws_access_key",
         re.compile(r"\b(?:AKIA|ASIA|AGPA|AIDA|AROA|ANPA)[A-Z0-9]{16}\b"),
-        _whole("aws_access_key"),
+        WHOLE,
     ),
     (
         "slack_token",
         re.compile(r"\bxox[abposr]-[A-Za-z0-9-]{10,}"),
-        _whole("slack_token"),
+        WHOLE,
     ),
     (
         "google_api_key",
         re.compile(r"\bAIza[0-9A-Za-z_-]{35}"),
-        _whole("google_api_key"),
+        WHOLE,
     ),
     # key = "quoted value" (any value of 6+ characters)
     (
@@ -101,7 +95,7 @@ _RULES: list[_Rule] = [
             r"access[_-]?key|private[_-]?key|credentials?)\b[\"']?\s*[:=]\s*([\"']))"
             r"(?!\[REDACTED)[^\"'\n]{6,}?(?=\2)"
         ),
-        _keep_prefix("secret"),
+        KEEP_PREFIX,
     ),
     # key = bare_value (6+ characters with a digit, or 16+ characters)
     (
@@ -112,7 +106,7 @@ _RULES: list[_Rule] = [
             rf"(?!\[REDACTED)(?=[^\s\"',;]*\d|{_VALUE_CHARS}{{16}}){_VALUE_CHARS}{{6,}}"
             rf"(?!{_VALUE_CHARS}|\()"
         ),
-        _keep_prefix("secret"),
+        KEEP_PREFIX,
     ),
 ]
 
@@ -131,8 +125,8 @@ def redact(text: str) -> tuple[str, list[str]]:
     kinds: list[str] = []
     if not _TRIGGER.search(text):
         return text, kinds
-    for kind, pattern, repl in _RULES:
-        text, n = pattern.subn(repl, text)
+    for kind, pattern, replacement in _RULES:
+        text, n = pattern.subn(replacement.format(kind=kind), text)
         if n and kind not in kinds:
             kinds.append(kind)
     return text, kinds

@@ -81,11 +81,12 @@ def load(path: Path, token: str, ann_min_rows: int = ANN_MIN_ROWS,
                 log.info("index snapshot %s is stale; rebuilding from the tables", path)
                 return None
             st = {name: z[name] for name in z.files}
+            has_ann = bool(st["has_ann"][0])
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("index snapshot %s unreadable (%s); rebuilding from the tables", path, exc)
         return None
     vectors = AcceleratedIndex.from_state(EMBEDDING_DIM, st, ann_min_rows=ann_min_rows)
-    if bool(st.get("has_ann", np.array([False]))[0]):
+    if has_ann:
         vectors.load_ann(ann_path_for(path, token))
     else:
         vectors.maybe_build()

@@ -16,7 +16,7 @@ from typing import Protocol
 
 import numpy as np
 
-_SUBSET_FRACTION = 0.3  # below this share of allowed rows, gather them instead of scoring all
+SUBSET_FRACTION = 0.3  # below this share of allowed rows, gather them instead of scoring all
 PARALLEL_ROWS = 20_000  # from this many rows a scan is split over two threads
 
 
@@ -197,7 +197,7 @@ class ExactIndex:
         if count == 0:
             return empty
         k = min(k, count)
-        if count < _SUBSET_FRACTION * n:  # few allowed: score only those
+        if count < SUBSET_FRACTION * n:  # few allowed: score only those
             positions = np.flatnonzero(ok)
             scores = self._dot_rows(self._mat[positions], q)
             if len(scores) > k:

@@ -49,13 +49,18 @@ def test_acked_adds_survive_a_process_that_dies_before_flushing(tmp_path):
         assert s.replayed == 0 and s.count == 25
 
 
-def test_a_torn_last_record_is_ignored(tmp_path):
-    db = tmp_path / "m.duckdb"
+def _three_journaled(db: Path) -> tuple[list[str], Path]:
+    """Three acked adds left only in the journal by a process that died; (ids, journal)."""
     ids = _die_after(db, """
         for i in range(3):
-            print(s.add("note", f"complete record {i}", "p").id)
+            print(s.add("note", f"journaled record {i} of three", "p").id)
     """)
-    journal = Path(f"{db}.journal")
+    return ids, Path(f"{db}.journal")
+
+
+def test_a_torn_last_record_is_ignored(tmp_path):
+    db = tmp_path / "m.duckdb"
+    ids, journal = _three_journaled(db)
     whole = journal.read_bytes()
     with journal.open("ab") as f:  # what a kill in the middle of an append leaves
         f.write(whole[: len(whole) // 3 // 2])
@@ -67,11 +72,7 @@ def test_a_torn_last_record_is_ignored(tmp_path):
 
 def test_a_corrupt_record_stops_the_replay_there(tmp_path):
     db = tmp_path / "m.duckdb"
-    ids = _die_after(db, """
-        for i in range(3):
-            print(s.add("note", f"record {i} of three", "p").id)
-    """)
-    journal = Path(f"{db}.journal")
+    ids, journal = _three_journaled(db)
     data = bytearray(journal.read_bytes())
     data[-5] ^= 0xFF  # flip a byte of the last record's payload: its CRC no longer matches
     journal.write_bytes(bytes(data))
