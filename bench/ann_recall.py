@@ -1,4 +1,4 @@
-"""Candidate recall, speed and size of the approximate index (``store_worker.ann_index``) against
+"""Candidate recall, speed and size of the approximate index (``store_worker.indexes.ann_index``) against
 the exact numpy scan, on random and on clustered unit vectors.
 
     uv run python -m bench.ann_recall                       # clustered + random, 100k
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from store_worker.ann_index import DEFAULTS, AnnIndex
+from store_worker.indexes.ann_index import DEFAULTS, AnnIndex
 
 DIM = 384
 TRUE_K = 100

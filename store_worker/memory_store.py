@@ -25,9 +25,11 @@ from typing import Any, Self, TypeVar
 import duckdb
 import numpy as np
 
-from store_worker import dependencies, hybrid_search, rows, schema, snapshot
-from store_worker.accelerated_index import ANN_MIN_ROWS
-from store_worker.journal import Journal
+from store_worker import dependencies
+from store_worker.indexes import snapshot
+from store_worker.indexes.accelerated_index import ANN_MIN_ROWS
+from store_worker.indexes.text_index import term_frequencies
+from store_worker.indexes.vector_index import normalise
 from store_worker.records import (
     AddResult,
     InvalidInput,
@@ -40,10 +42,11 @@ from store_worker.records import (
     str_list,
     to_utc,
 )
-from store_worker.row_cache import RowCache
-from store_worker.rows import IDS, Terms
-from store_worker.text_index import term_frequencies
-from store_worker.vector_index import normalise
+from store_worker.search import hybrid_search
+from store_worker.storage import rows, schema
+from store_worker.storage.journal import Journal
+from store_worker.storage.row_cache import RowCache
+from store_worker.storage.rows import IDS, Terms
 
 log = logging.getLogger("sessiond.store")
 

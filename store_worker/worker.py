@@ -22,10 +22,10 @@ from shared.errors import BadRequest, Internal, SessiondError
 from shared.paths import check_io_path
 from shared.transport import endpoints
 from shared.worker import Worker
-from store_worker import timeexpr
 from store_worker.embed_filler import EmbedFiller
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
+from store_worker.search import timeexpr
 
 log = logging.getLogger("sessiond.store")
 

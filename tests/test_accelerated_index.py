@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from store_worker import snapshot
-from store_worker.accelerated_index import AcceleratedIndex
+from store_worker.indexes import snapshot
+from store_worker.indexes.accelerated_index import AcceleratedIndex
+from store_worker.indexes.vector_index import ExactIndex, normalise
 from store_worker.memory_store import MemoryStore
-from store_worker.vector_index import ExactIndex, normalise
 
 DIM = 384
 

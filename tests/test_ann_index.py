@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store_worker.ann_index import AnnIndex, AnnIndexError
-from store_worker.vector_index import normalise
+from store_worker.indexes.ann_index import AnnIndex, AnnIndexError
+from store_worker.indexes.vector_index import normalise
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -166,7 +166,7 @@ def test_onnxruntime_still_loads_after_an_index_was_made():
     ``import onnxruntime`` (a segmentation fault). Both in one fresh process, in that order."""
     script = (
         "import numpy as np\n"
-        "from store_worker.ann_index import AnnIndex\n"
+        "from store_worker.indexes.ann_index import AnnIndex\n"
         "a = AnnIndex(8); a.add(np.arange(4), np.eye(4, 8, dtype=np.float32))\n"
         "from embed_worker.model import Embedder\n"
         "print(Embedder.load(fast=False).embed(['hello']).shape)\n")

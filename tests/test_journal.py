@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from store_worker.journal import Journal
 from store_worker.memory_store import MemoryStore
 from store_worker.records import make_record
+from store_worker.storage.journal import Journal
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from store_worker.indexes.text_index import bm25_params, bm25_sql, query_terms
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
-from store_worker.text_index import bm25_params, bm25_sql, query_terms
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from store_worker.memory_store import MemoryStore
-from store_worker.row_cache import ROW_OVERHEAD_BYTES, RowCache
+from store_worker.storage.row_cache import ROW_OVERHEAD_BYTES, RowCache
 
 
 def _row(i: int, size: int = 100) -> dict:

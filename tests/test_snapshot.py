@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store_worker import snapshot
+from store_worker.indexes import snapshot
 from store_worker.memory_store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[1]

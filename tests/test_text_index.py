@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from store_worker.text_index import TextIndex, query_terms, snippet, term_frequencies, tokens
+from store_worker.indexes.text_index import (
+    TextIndex,
+    query_terms,
+    snippet,
+    term_frequencies,
+    tokens,
+)
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from store_worker.vector_index import ExactIndex, normalise
+from store_worker.indexes.vector_index import ExactIndex, normalise
 
 
 def vectors(n: int, seed: int = 0) -> np.ndarray:
@@ -59,7 +59,7 @@ def test_normalise_leaves_zero_rows_alone():
 
 
 def test_split_scan_gives_the_same_answer_as_one_thread(monkeypatch):
-    from store_worker import vector_index
+    from store_worker.indexes import vector_index
 
     rng = np.random.default_rng(3)
     vectors = rng.standard_normal((vector_index.PARALLEL_ROWS + 5001, 16)).astype(np.float32)

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from store_worker import ranking
+from store_worker.indexes.text_index import query_terms, snippet, top_k
 from store_worker.records import (
     InvalidInput,
     SearchResult,
@@ -23,8 +23,8 @@ from store_worker.records import (
     str_list,
     to_utc,
 )
-from store_worker.schema import EMBEDDING_DIM as DIM
-from store_worker.text_index import query_terms, snippet, top_k
+from store_worker.search import ranking
+from store_worker.storage.schema import EMBEDDING_DIM as DIM
 
 if TYPE_CHECKING:
     from store_worker.memory_store import MemoryStore

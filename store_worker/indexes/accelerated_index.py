@@ -25,8 +25,8 @@ from typing import Any
 
 import numpy as np
 
-from store_worker.ann_index import AnnIndex, AnnIndexError
-from store_worker.vector_index import SUBSET_FRACTION, ExactIndex
+from store_worker.indexes.ann_index import AnnIndex, AnnIndexError
+from store_worker.indexes.vector_index import SUBSET_FRACTION, ExactIndex
 
 log = logging.getLogger("sessiond.store.vectors")
 

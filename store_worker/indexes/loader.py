@@ -5,10 +5,10 @@ from __future__ import annotations
 import duckdb
 import numpy as np
 
-from store_worker.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
-from store_worker.catalog import Catalog
-from store_worker.schema import EMBEDDING_DIM
-from store_worker.text_index import TextIndex
+from store_worker.indexes.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
+from store_worker.indexes.catalog import Catalog
+from store_worker.indexes.text_index import TextIndex
+from store_worker.storage.schema import EMBEDDING_DIM
 
 # Row numbers are positions in id order: every query below numbers rows that way.
 

@@ -9,9 +9,9 @@ from typing import Any
 import duckdb
 import numpy as np
 
+from store_worker.indexes.text_index import term_frequencies
 from store_worker.records import Record
-from store_worker.schema import EMBEDDING_DIM as DIM
-from store_worker.text_index import term_frequencies
+from store_worker.storage.schema import EMBEDDING_DIM as DIM
 
 Terms = tuple[list[str], list[int], int]  # (terms, term frequencies, doc_len)
 

@@ -1,0 +1,1 @@
+"""Search: hybrid retrieval over the indexes, score fusion and recency, time expressions."""

@@ -1,0 +1,1 @@
+"""Durability: the DuckDB schema, the SQL that writes and reads rows, the write-ahead journal, the row cache."""
