@@ -209,7 +209,13 @@ class MemoryStore:
             return 0
         pending = list(self._unflushed.values())
         recs, terms = [r for r, _ in pending], [t for _, t in pending]
-        self._transaction(lambda con: rows.insert_memories(con, recs, terms))
+        try:
+            self._transaction(lambda con: rows.insert_memories(con, recs, terms))
+        except duckdb.ConstraintException as exc:
+            # Content the dedup check missed: never let one row wedge the journal. Write the
+            # rows the table lacks; the others are already stored under their first id.
+            log.error("flush: %s; writing only the rows the table lacks", exc)
+            self._transaction(lambda con: rows.insert_missing(con, recs))
         self._unflushed.clear()
         self.journal.reset()
         self.row_cache.put(_row_of(r) for r in recs)

@@ -123,3 +123,42 @@ def test_empty_and_tiny_stores_round_trip(tmp_path, size):
     with MemoryStore(db, snapshot_min_rows=0) as s:
         assert s.load_info["source"] == "snapshot"
         assert len(s.search("only memory").hits) == size
+
+
+_DEDUP_SCRIPT = textwrap.dedent("""
+    import json, sys
+    from store_worker.memory_store import MemoryStore
+    db, phase = sys.argv[1], sys.argv[2]
+    texts = [f"dedup across restarts, memory number {i}" for i in range(40)]
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        out = {"source": s.load_info["source"]}
+        out["results"] = [(r.id, r.duplicate) for r in
+                          (s.add("note", t, f"p{i % 3}") for i, t in enumerate(texts))]
+        out["flushed"] = s.flush()
+        out["count"] = s.count
+    print(json.dumps(out))
+""")
+
+
+def _dedup_run(db: Path, phase: str, seed: str) -> dict:
+    import json
+    import os
+
+    env = {**os.environ, "PYTHONHASHSEED": seed}
+    done = subprocess.run([sys.executable, "-c", _DEDUP_SCRIPT, str(db), phase], cwd=REPO,
+                          env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_dedup_holds_after_a_clean_restart_in_a_new_process(tmp_path):
+    """Regression: the catalogue keyed content on the per-process salted ``hash()``, the snapshot
+    saved those keys, and a store reopened in another process took known content for new (a new
+    id whose flush then failed on the UNIQUE constraint, again and again)."""
+    db = tmp_path / "m.duckdb"
+    first = _dedup_run(db, "first", seed="1")
+    assert first["count"] == 40 and not any(dup for _, dup in first["results"])
+    second = _dedup_run(db, "second", seed="2")  # another process, another str hash salt
+    assert second["source"] == "snapshot"
+    assert second["results"] == [[i, True] for i, _ in first["results"]]
+    assert second["flushed"] == 0 and second["count"] == 40

@@ -5,16 +5,27 @@ reused while the store is open: a deleted row keeps its number with ``alive`` fa
 store renumbers the rows compactly. Both in-memory indexes (text and vector) use these numbers.
 
 It also finds a row by ``(project, content_hash)`` for dedup, without a query: DuckDB does not use
-the table's multi-column UNIQUE index for a lookup (a scan: ~5 ms at 100k rows). The key is
-Python's 64-bit hash of the pair, so a hit is confirmed against the row itself (``find``'s caller).
+the table's multi-column UNIQUE index for a lookup (a scan: ~5 ms at 100k rows). The key
+(``content_key``) is a 64-bit BLAKE2b digest of the pair, the same in every process: the index
+snapshot saves these keys and a later process looks them up. (Python's ``hash()`` of a str is
+salted per process: keys saved by one process never matched in the next, so a re-added memory
+got a new id and its flush hit the table's UNIQUE constraint forever.) A 64-bit match is
+probable, not certain, so a hit is confirmed against the row itself (``find``'s caller).
 """
 
 from __future__ import annotations
 
+import hashlib
 from array import array
 from collections.abc import Iterable, Sequence
 
 import numpy as np
+
+
+def content_key(project: str, content_hash: str) -> int:
+    """The dedup key of ``content_hash`` in ``project``: stable across processes and runs."""
+    digest = hashlib.blake2b(f"{project}\0{content_hash}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little", signed=True)
 
 
 class Catalog:
@@ -78,7 +89,7 @@ class Catalog:
     ) -> np.ndarray:
         """Add rows (all alive); returns their row numbers."""
         n = len(ids)
-        keys = [hash(pair) for pair in zip(projects, content_hashes, strict=True)]
+        keys = [content_key(p, h) for p, h in zip(projects, content_hashes, strict=True)]
         self._reserve(n)
         start = len(self.ids)
         rows = np.arange(start, start + n, dtype=np.int64)
@@ -169,7 +180,7 @@ class Catalog:
     def find(self, project: str, content_hash: str) -> int | None:
         """The alive row that probably holds this content in this project (a 64-bit hash match:
         confirm it), or None when there is certainly none."""
-        row = self._row_by_content.get(hash((project, content_hash)))
+        row = self._row_by_content.get(content_key(project, content_hash))
         return row if row is not None and self.alive[row] else None
 
     def rows_for(self, ids: Iterable[str]) -> list[int | None]:

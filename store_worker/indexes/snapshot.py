@@ -33,7 +33,8 @@ from store_worker.storage.schema import EMBEDDING_DIM
 
 log = logging.getLogger("sessiond.store.snapshot")
 
-FORMAT = 1
+# 2: the catalogue's content keys are stable digests (format 1 saved per-process hash() values).
+FORMAT = 2
 # Below this many rows the rebuild is fast enough (~0.5 s at 20k) not to spend disk on it.
 MIN_ROWS = 20_000
 
