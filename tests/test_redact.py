@@ -41,6 +41,18 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEA\nabc+/=\n-----END RSA P
         ('password: "correct horse battery"', 'password: "[REDACTED:secret]"', ["secret"]),
         ("AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
          "AWS_SECRET_ACCESS_KEY=[REDACTED:secret]", ["secret"]),
+        # found where a secret may start anywhere in a run (the rules try only the run's start)
+        (f"x-{JWT}", "x-[REDACTED:jwt]", ["jwt"]),
+        ("jdbc:postgresql://admin:s3cr3t@db:5432/app",
+         "jdbc:postgresql://admin:[REDACTED]@db:5432/app", ["url_password"]),
+        ("a.b-c+postgres://u:s3cr3t@db", "a.b-c+postgres://u:[REDACTED]@db", ["url_password"]),
+        ("db.password=hunter22", "db.password=[REDACTED:secret]", ["secret"]),
+        ("token=token=token=abc123", "token=[REDACTED:secret]", ["secret"]),
+        ("token=abc.password= realvalue123", "token=abc.password= [REDACTED:secret]", ["secret"]),
+        ("pwd=abcdef token=abc123", "pwd=abcdef token=[REDACTED:secret]", ["secret"]),
+        # a second secret right after another's value (the key-name prefix rule missed it)
+        ("token=abc12345\u00e9password=xyz12345",
+         "token=[REDACTED:secret]\u00e9password=[REDACTED:secret]", ["secret"]),
     ],
 )
 def test_secrets_are_replaced(text, expected, kinds):
@@ -61,6 +73,8 @@ def test_secrets_are_replaced(text, expected, kinds):
         "see https://example.com:8080/a/b",
         "'); DROP TABLE memories; --",
         "monkey business with keys and tokens",
+        "token=token=token=token=(",
+        "eyJ-eyJ-eyJ-eyJ-eyJ-eyJ.abc",
         "",
     ],
 )
