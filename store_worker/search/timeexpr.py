@@ -27,6 +27,8 @@ from datetime import UTC, date, datetime, timedelta, tzinfo
 
 Range = tuple[datetime | None, datetime | None]
 
+MAX_EXPRESSION_LEN = 200  # characters; the longest accepted form is far shorter
+
 _UNITS = {
     "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
     "m": "minute", "min": "minute", "mins": "minute", "minute": "minute", "minutes": "minute",
@@ -171,6 +173,9 @@ def parse(expr: str, now: datetime | None = None, tz: tzinfo | None = None) -> R
     """Parse ``expr`` relative to ``now`` (default: the current time). See the module doc."""
     if not isinstance(expr, str) or not expr.strip():
         raise ValueError(f"empty time expression; {HELP}")
+    if len(expr) > MAX_EXPRESSION_LEN:
+        raise ValueError(f"time expression too long ({len(expr)} characters; at most "
+                         f"{MAX_EXPRESSION_LEN}); {HELP}")
     now = _utc(now) if now is not None else datetime.now(UTC)
     tz = tz or UTC
     text = " ".join(expr.strip().lower().split())
