@@ -64,6 +64,10 @@ def test_calendar_periods_follow_the_given_time_zone():
     assert parse("today", now=NOW, tz=ny) == (d("2026-03-18T04:00"), d("2026-03-19T04:00"))
 
 
+def test_an_expression_of_200_characters_is_accepted():
+    assert parse(" " * 150 + "last 2 days" + " " * 39, now=NOW)
+
+
 def test_naive_now_is_utc():
     assert parse("today", now=NOW.replace(tzinfo=None)) == parse("today", now=NOW)
 
@@ -77,6 +81,7 @@ def test_naive_now_is_utc():
         ("", "empty time expression"),
         ("between 2026-02-01 and 2026-01-01", "empty range"),
         ("last 0 days", "count out of range"),
+        ("last week" + " " * 192, r"time expression too long \(201 characters; at most 200\)"),
     ],
 )
 def test_unknown_expressions_raise_a_helpful_value_error(expr, message):
