@@ -3,6 +3,9 @@
 A request that gets no answer by its deadline raises ``Timeout``; its late reply is dropped.
 Error replies raise the matching ``ServiceError``. With ``retry_unavailable`` an ``unavailable``
 answer (no live worker, e.g. during a restart) is retried with backoff until the deadline.
+
+One task reads every reply. If it ever stops (its socket broke), the requests waiting for a reply
+fail at once with ``ReplyLost`` and the next request opens a new socket with a new reader.
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import zmq
 import zmq.asyncio
 
 from shared import protocol as p
-from shared.errors import BadRequest, Timeout, Unavailable, Unreachable, error_from_code
+from shared.errors import (
+    BadRequest,
+    ReplyLost,
+    Timeout,
+    Unavailable,
+    Unreachable,
+    error_from_code,
+)
 from shared.transport import dealer
 
 log = logging.getLogger("sessiond.client")
@@ -39,10 +49,27 @@ class HubClient:
         self._reader: asyncio.Task | None = None
 
     def _socket(self) -> zmq.asyncio.Socket:
-        if self._sock is None:
+        if self._sock is None or self._sock.closed or self._reader is None or self._reader.done():
+            if self._sock is not None:
+                self._sock.close(0)
             self._sock = dealer(self._ctx, self.endpoint)
             self._reader = asyncio.get_running_loop().create_task(self._read(self._sock))
+            self._reader.add_done_callback(self._reader_stopped)
         return self._sock
+
+    def _reader_stopped(self, task: asyncio.Task) -> None:
+        """The reader ended without ``close()``: fail what waits on it (no reply can come)."""
+        if task is not self._reader:
+            return  # closed or replaced on purpose
+        exc = None if task.cancelled() else task.exception()
+        why = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
+        log.error("the reply reader stopped (%s); failing %d waiting request(s); the next "
+                  "request reconnects", why, len(self._waiting))
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ReplyLost(
+                    f"the connection to the hub broke ({why}); the request's outcome is unknown"))
+        self._waiting.clear()
 
     async def _read(self, sock: zmq.asyncio.Socket) -> None:
         while True:
@@ -74,10 +101,12 @@ class HubClient:
                 return await self._once(service, body, deadline_mono, idempotent)
             except Unreachable:
                 raise  # no stack to wait for: the caller decides whether to start one
-            except Unavailable:
+            except Unavailable as exc:
                 left = deadline_mono - time.monotonic()
                 if not retry_unavailable or left <= delay:
                     raise
+                if isinstance(exc, ReplyLost) and not idempotent:
+                    raise  # it may have run: only the caller can tell whether to send it again
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 0.5)
 
@@ -92,8 +121,8 @@ class HubClient:
                              "surrogate (marked U+FFFF); send UTF-8 text")
         request_id = next(self._ids)
         left = deadline_mono - time.monotonic()
-        header = p.RequestHeader(id=request_id, service=service,
-                                 deadline=time.time() + left, idempotent=idempotent)
+        header = p.RequestHeader(id=request_id, service=service, deadline=time.time() + left,
+                                 idempotent=idempotent, kind=type(body).__name__)
         fut: asyncio.Future[p.ReplyBody] = asyncio.get_running_loop().create_future()
         self._waiting[request_id] = fut
         try:

@@ -45,6 +45,11 @@ class Unreachable(Unavailable):
     """No hub accepted the request at all: the stack is not running (never retried)."""
 
 
+class ReplyLost(Unavailable):
+    """The connection to the hub broke with the request in flight: its outcome is unknown, so
+    only an idempotent request may be sent again."""
+
+
 class Timeout(ServiceError):
     code = "timeout"
 

@@ -3,7 +3,11 @@
 Workers register for a service with ``Ready`` and a capacity; the hub hands each request to the
 ready worker of that service with the fewest requests in hand, least recently used first, so the
 embed pool load-balances. Heartbeats go both ways; a worker silent for ``heartbeat_expiry_s`` is
-purged and its idempotent in-flight requests go to another worker (others get ``unavailable``).
+purged and its idempotent in-flight requests go to another worker, once: a request in hand at two
+workers' deaths may be what kills them (a poison request), so it is answered with an error that
+names it and never sent again. A non-idempotent request in hand at a death is answered with an
+error at once (it may or may not have taken effect). Neither error is ``unavailable``, which
+clients retry.
 A service with no worker at all answers ``unavailable`` at once; a queued request whose deadline
 passes answers ``timeout``. Undecodable frames are logged and dropped.
 
@@ -27,7 +31,8 @@ from shared.transport import Endpoints, router
 
 log = logging.getLogger("sessiond.hub")
 
-MAX_ATTEMPTS = 3  # deliveries of one idempotent request before it fails as unavailable
+# Deliveries of one idempotent request: re-sent once after its worker died, never after a second.
+MAX_DELIVERIES = 2
 
 
 @dataclass
@@ -36,7 +41,12 @@ class Pending:
     header: p.RequestHeader
     header_raw: bytes
     body_raw: bytes
-    attempts: int = 0
+    deliveries: int = 0
+
+    def describe(self) -> str:
+        """How errors and logs name the request: service, type (from the header) and id."""
+        h = self.header
+        return f"{h.service} request {h.kind or '(type unknown)'} (request {h.id})"
 
 
 @dataclass
@@ -242,7 +252,7 @@ class Hub:
                 continue
             worker = min(free, key=lambda w: (len(w.inflight), w.last_used))
             worker.last_used = time.monotonic()
-            pending.attempts += 1
+            pending.deliveries += 1
             worker.inflight[(pending.client, pending.header.id)] = pending
             self._send_worker(worker.identity, p.Deliver(client=pending.client),
                               pending.header_raw, pending.body_raw)
@@ -254,11 +264,21 @@ class Hub:
                     len(worker.inflight))
         retry: list[Pending] = []
         for pending in worker.inflight.values():
-            if pending.header.idempotent and pending.attempts < MAX_ATTEMPTS:
+            if pending.header.idempotent and pending.deliveries < MAX_DELIVERIES:
                 retry.append(pending)
+                continue
+            if pending.header.idempotent:
+                log.error("%s was in hand at %d %s workers that were lost; not sending it again",
+                          pending.describe(), pending.deliveries, worker.service)
+                message = (f"{pending.describe()} was in hand at {pending.deliveries} "
+                           f"{worker.service} workers that were lost (the last: {why}); it is "
+                           "not sent again, as it may be what kills them")
             else:
-                self._fail(pending.client, pending.header.id, "unavailable",
-                           f"{worker.service} worker died while handling the request")
+                message = (f"the {worker.service} worker was lost ({why}) while handling "
+                           f"{pending.describe()}; it is not re-sent because it is not "
+                           "idempotent, and it may or may not have taken effect")
+            # Not "unavailable": clients retry that, and this request must not run again.
+            self._fail(pending.client, pending.header.id, "internal", message)
         worker.inflight.clear()
         if retry:
             q = self.queues.setdefault(worker.service, deque())

@@ -36,7 +36,8 @@ class RequestHeader(msgspec.Struct, array_like=True, frozen=True):
     id: int
     service: str
     deadline: float  # absolute time.time() after which nobody waits for the answer
-    idempotent: bool = False  # the hub may re-send it to another worker if one dies
+    idempotent: bool = False  # the hub may re-send it (once) to another worker if one dies
+    kind: str = ""  # the body's type name ("Remember"): the hub names the request in errors
 
 
 class ReplyHeader(msgspec.Struct, array_like=True, frozen=True):

@@ -13,7 +13,7 @@ import zmq
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import load_config
-from shared.errors import Timeout, Unavailable
+from shared.errors import Internal, Timeout, Unavailable
 from shared.hub import Hub
 from shared.transport import dealer, endpoints
 
@@ -162,17 +162,19 @@ def test_idempotent_request_moves_to_another_worker_when_one_dies(hub):
     assert isinstance(asyncio.run(scenario()), p.Pong)
 
 
-def test_non_idempotent_request_fails_unavailable_when_its_worker_dies(hub):
+def test_non_idempotent_request_fails_and_is_not_retried_when_its_worker_dies(hub):
     h, eps = hub
     dying = FakeWorker(eps, "store")
     time.sleep(0.1)
 
     async def scenario():
         client = HubClient(eps.clients)
-        task = asyncio.ensure_future(client.request("store", p.Ping(), timeout_s=5))
+        task = asyncio.ensure_future(client.request("store", p.Ping(), timeout_s=5,
+                                                    retry_unavailable=True))
         assert await asyncio.to_thread(dying.receive) is not None
         h.commands.put(("purge_pid", os.getpid()))  # what the supervisor does on SIGCHLD
-        with pytest.raises(Unavailable, match="died"):
+        # Not "unavailable" (which clients retry): it may have taken effect already.
+        with pytest.raises(Internal, match=r"Ping \(request \d+\).*not idempotent"):
             await task
         dying.close()
         client.close()
@@ -201,3 +203,30 @@ def test_malformed_frames_are_dropped_and_hub_keeps_serving(hub):
 
     assert isinstance(asyncio.run(scenario()), p.Pong)
     assert h.counters.malformed_dropped >= 5
+
+
+def test_client_recovers_when_its_reader_dies(hub):
+    _, eps = hub
+    worker = FakeWorker(eps, "quality")  # takes a request and never answers it
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        try:
+            assert isinstance(await client.request("hub", p.Ping(), timeout_s=2), p.Pong)
+            waiting = asyncio.ensure_future(client.request("quality", p.Ping(), timeout_s=30))
+            assert await asyncio.to_thread(worker.receive) is not None
+            # Fault injection: nothing from outside makes the reader task die, so break it the
+            # way a failing socket would: close the socket it reads, under it.
+            client._sock.close(0)
+            t0 = time.monotonic()
+            with pytest.raises(Unavailable, match="outcome is unknown"):
+                await waiting  # failed at once, not at its 30 s deadline
+            assert time.monotonic() - t0 < 5
+            # The next request gets a new connection and a new reader.
+            for _ in range(3):
+                assert isinstance(await client.request("hub", p.Ping(), timeout_s=2), p.Pong)
+        finally:
+            client.close()
+            worker.close()
+
+    asyncio.run(scenario())
