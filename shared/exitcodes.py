@@ -11,3 +11,4 @@ class ExitCode(IntEnum):
     ALREADY_RUNNING = 4  # another stack owns this data dir
     STARTUP_FAILED = 5  # a worker could not load what it needs
     UNREACHABLE = 6  # no stack answers and none could be started
+    CRASHED = 7  # the stack stopped because a part of it failed for good (its hub thread died)

@@ -4,7 +4,9 @@ One stack per data dir, enforced by an flock held for the supervisor's lifetime.
 their own sessions with stdout/stderr in log files, so nothing reaches a stdio channel and a
 terminal's Ctrl+C reaches only the supervisor, which then stops everything in order:
 stop intake -> drain in-flight requests -> stop embed and quality workers -> stop the store (it
-checkpoints DuckDB on SIGTERM) -> exit 0.
+checkpoints DuckDB on SIGTERM) -> exit 0. If the hub thread dies, no request can reach a worker:
+the supervisor stops the workers (the store still checkpoints) and exits with ``CRASHED``, and
+the next gateway call starts a new stack.
 """
 
 from __future__ import annotations
@@ -64,6 +66,7 @@ class Supervisor:
                           for i in range(cfg.embed_workers)]
         self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker"))
         self.stop_reason = ""
+        self.crashed = False  # a part of the supervisor itself failed: stop and exit non-zero
         self.hub: Hub | None = None
         self._lock_fd: int | None = None
 
@@ -79,22 +82,34 @@ class Supervisor:
         self.hub = Hub(ctx, eps, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
                        heartbeat_expiry_s=self.cfg.heartbeat_expiry_s,
                        local_handler=self._hub_request)
-        hub_thread = threading.Thread(target=self.hub.run, name="hub", daemon=True)
+        hub_thread = threading.Thread(target=self._run_hub, name="hub", daemon=True)
         hub_thread.start()
         self._write_stack_file(eps.clients, eps.workers)
         log.info("stack %s up (pid %d), hub at %s", VERSION, os.getpid(), eps.clients)
         try:
             while not self.stop_reason:
+                if not hub_thread.is_alive():
+                    self.crashed = True
+                    self.stop_reason = "the hub thread died"
+                    break
                 self._supervise()
                 time.sleep(0.05)
-            log.info("stopping: %s", self.stop_reason)
+            log.log(logging.ERROR if self.crashed else logging.INFO,
+                    "stopping: %s", self.stop_reason)
             self._shutdown()
         finally:
             self.hub.commands.put(("stop", None))
             hub_thread.join(timeout=2)
             self._stack_file().unlink(missing_ok=True)
         log.info("stack stopped")
-        return ExitCode.OK
+        return ExitCode.CRASHED if self.crashed else ExitCode.OK
+
+    def _run_hub(self) -> None:
+        try:
+            self.hub.run()
+        except BaseException:
+            log.exception("the hub thread died")
+            raise
 
     def _on_signal(self, signum: int, _frame: object) -> None:
         self.stop_reason = self.stop_reason or signal.Signals(signum).name
@@ -214,8 +229,9 @@ class Supervisor:
     # ------------------------------------------------------------ shutdown
     def _shutdown(self) -> None:
         hub = self.hub
-        self._step("stop intake", lambda: hub.commands.put(("stop_intake", None)))
-        self._step("drain", self._drain)
+        if not self.crashed:  # a dead hub neither takes commands nor drains
+            self._step("stop intake", lambda: hub.commands.put(("stop_intake", None)))
+            self._step("drain", self._drain)
         others = [c for c in self.children if c.service != p.SERVICE_STORE]
         stores = [c for c in self.children if c.service == p.SERVICE_STORE]
         self._step("stop workers", lambda: self._stop_children(others, self.cfg.stop_grace_s))

@@ -129,3 +129,32 @@ def test_kill9_supervisor_leaves_no_orphans_and_a_new_stack_starts(env, home):
             await wait_all_ready(client)
 
     asyncio.run(scenario())
+
+
+def test_a_dead_hub_thread_takes_the_stack_down(env, home):
+    proc = subprocess.Popen([sys.executable, str(REPO / "tests" / "helpers" /
+                                                 "stack_with_hub_fault.py")],
+                            env=env, cwd=REPO, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: (stack_info(home) or {}).get("pid") == proc.pid, 15, what="stack.json")
+
+        async def ready():
+            async with gateway_client(env) as client:
+                return await wait_all_ready(client)
+
+        st = asyncio.run(ready())
+        workers = [psutil.Process(w["pid"]) for w in st["workers"]]
+        proc.send_signal(signal.SIGUSR1)  # the hub thread raises
+        code = proc.wait(timeout=30)
+        _, alive = psutil.wait_procs(workers, timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert code == 7, code  # ExitCode.CRASHED: a gateway starts a new stack on its next call
+    assert not alive, f"left running: {alive}"
+    assert stack_info(home) is None
+    log = (home / "logs" / "stack.log").read_text()
+    assert "injected hub fault" in log and "hub thread died" in log
+    assert "database checkpointed and closed" in (home / "logs" / "store.log").read_text()
