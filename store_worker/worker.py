@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import time
 from concurrent.futures import Future
 from typing import Any
 
@@ -35,6 +36,7 @@ WRITES = (p.Remember, p.RememberMany, p.DeleteMemories, p.ImportMemories)
 # store would make the next store of a burst wait for it; batching makes that cost rare.
 FLUSH_IDLE_S = 0.05
 FLUSH_MAX_ROWS = 256
+FILLER_STOP_S = 5.0  # at shutdown; it cancels its embed requests at once
 
 
 class StoreWorker(Worker):
@@ -88,11 +90,31 @@ class StoreWorker(Worker):
                       "journal, retried on the next flush): %s", exc)
 
     def teardown(self) -> None:
-        self.filler.stopping.set()
-        self.filler.wake.set()
-        self.store.checkpoint()
-        self.store.close()
+        """Stop the embed filler, then close the store (flush, index snapshot, checkpoint).
+        The database is closed even if the flush or the checkpoint fails; memories that
+        could not be flushed stay in the journal and are replayed at the next start."""
+        self._stop_filler()
+        try:
+            self.store.close()
+        except (duckdb.Error, OSError):
+            log.exception("the database was closed without its final flush or checkpoint")
+            return
         log.info("database checkpointed and closed")
+
+    def _stop_filler(self) -> None:
+        """Stop the filler thread. This is the DB thread and the filler may be waiting on a
+        call queued here, so run those calls while waiting for it."""
+        self.filler.request_stop()
+        deadline = time.monotonic() + FILLER_STOP_S
+        while self.filler.running and time.monotonic() < deadline:
+            try:
+                item = self.inbox.get(timeout=0.02)
+            except queue.Empty:
+                continue
+            if callable(item):
+                item()
+        if self.filler.running:
+            log.error("the embed filler did not stop within %.0f s", FILLER_STOP_S)
 
     def pong(self) -> p.Pong:
         pong = super().pong()
@@ -100,8 +122,10 @@ class StoreWorker(Worker):
         return pong
 
     def stats(self) -> p.Stats:
-        return {"memories": self.store.count, "embedded_by_filler": self.filler.embedded,
-                "embed_failures": self.filler.failures}
+        f = self.filler
+        return {"memories": self.store.count, "embedded_by_filler": f.embedded,
+                "embed_failures": f.failures, "embed_filler_running": f.running,
+                "embed_filler_restarts": f.restarts, "embed_filler_last_error": f.last_error}
 
     # ------------------------------------------------------------ requests
     def handle(self, body: p.RequestBody) -> p.ReplyBody:
@@ -130,9 +154,10 @@ class StoreWorker(Worker):
             case p.DeleteMemories(ids=ids, project=project, before=before):
                 return p.Count(count=s.delete(ids=ids, project=project, before=before))
             case p.StoreStats():
+                f = self.filler
                 return p.StoreInfo({**s.stats(), "embed_filler": {
-                    "embedded": self.filler.embedded, "failures": self.filler.failures,
-                    "last_error": self.filler.last_error}})
+                    "running": f.running, "embedded": f.embedded, "failures": f.failures,
+                    "restarts": f.restarts, "last_error": f.last_error}})
             case p.AddDependency():
                 d = s.add_dependency(body.source, body.target, body.dependency_type,
                                      body.description)
