@@ -3,11 +3,15 @@ kept up to date, answers like the exact scan, saved and loaded with the index sn
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
+from conftest import wait_for
 
-from store_worker.indexes import snapshot
+from store_worker.indexes import accelerated_index, snapshot
 from store_worker.indexes.accelerated_index import AcceleratedIndex
+from store_worker.indexes.ann_index import AnnIndex, AnnIndexError
 from store_worker.indexes.vector_index import ExactIndex, normalise
 from store_worker.memory_store import MemoryStore
 
@@ -118,3 +122,51 @@ def test_snapshot_carries_the_approximate_index(tmp_path, data):
     with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:  # rebuilt from tables
         assert s.vector_index.wait_ready(60)
         assert s.stats()["vector_index"]["ann_build_s"] is not None
+
+
+class FlakyAnn(AnnIndex):
+    """Fault injection: a healthy machine never makes usearch fail short of running out of
+    memory, so the first ``fail`` builds raise as a failed build would."""
+
+    fail = 1
+    builds = 0
+
+    def add(self, labels, vectors):
+        if len(labels) > 1:  # the bulk add of a build (updates add one row at a time here)
+            type(self).builds += 1
+            if type(self).builds <= type(self).fail:
+                raise AnnIndexError("injected build failure")
+        super().add(labels, vectors)
+
+
+@pytest.fixture
+def flaky(monkeypatch):
+    monkeypatch.setattr(accelerated_index, "AnnIndex", FlakyAnn)
+    monkeypatch.setattr(accelerated_index, "BUILD_RETRY_S", 0.05, raising=False)
+    monkeypatch.setattr(FlakyAnn, "builds", 0)
+    return FlakyAnn
+
+
+def test_a_failed_build_is_retried_while_the_exact_scan_serves(data, flaky):
+    index = AcceleratedIndex(DIM, ann_min_rows=2000)
+    exact = ExactIndex(DIM)
+    exact.add(np.arange(3000), data[:3000])
+    index.add(np.arange(3000), data[:3000])  # the first build fails
+    assert index.search(data[5], 10)[0].tolist() == exact.search(data[5], 10)[0].tolist()
+    wait_for(lambda: index.kind.startswith("exact+"), 60, what="the retried build")
+    assert flaky.builds == 2 and index.ann_failures == 1 and index.ann_error == ""
+    assert index.search(data[5], 1)[0].tolist() == [5]
+
+
+def test_a_build_that_keeps_failing_is_given_up_after_a_few_tries(data, flaky):
+    flaky.fail = 100
+    index = AcceleratedIndex(DIM, ann_min_rows=2000)
+    index.add(np.arange(3000), data[:3000])
+    wait_for(lambda: index.ann_failures >= accelerated_index.BUILD_ATTEMPTS, 30,
+             what="every attempt")
+    time.sleep(0.5)  # longer than every retry wait together: no further attempt is made
+    index.add(np.array([4000]), data[3000:3001])  # nor does a later add start one
+    time.sleep(0.2)
+    assert flaky.builds == accelerated_index.BUILD_ATTEMPTS
+    assert index.kind == "exact" and "injected build failure" in index.ann_error
+    assert index.search(data[3000], 1)[0].tolist() == [4000]

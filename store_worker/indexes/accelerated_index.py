@@ -11,7 +11,9 @@ just those rows is cheap), it runs the exact scan instead. The exact index stays
 ANN only proposes candidates.
 
 The ANN is saved next to the index snapshot and loaded with it (``state``/``from_state`` and
-``save_ann``/``load_ann``); if that fails it is rebuilt in the background.
+``save_ann``/``load_ann``); if that fails it is rebuilt in the background. A build that fails is
+logged and tried again later (``BUILD_ATTEMPTS`` in all, the waits doubling from
+``BUILD_RETRY_S``); the exact scan serves meanwhile, and for good if every attempt fails.
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ log = logging.getLogger("sessiond.store.vectors")
 ANN_MIN_ROWS = 200_000  # below this the exact scan costs <= ~12 ms on the 2-core machine
 OVERSAMPLE = 4  # ANN candidates asked per result needed (before the mask)
 MAX_CANDIDATES = 1600  # beyond ~1.6k candidates the HNSW search costs as much as the exact scan
+BUILD_ATTEMPTS = 4  # builds tried before the exact scan serves alone for good
+BUILD_RETRY_S = 30.0  # wait before the second attempt; doubled before each later one
 
 
 class AcceleratedIndex:
@@ -42,17 +46,21 @@ class AcceleratedIndex:
         self.exact = ExactIndex(dim, capacity)
         self.ann_min_rows = ann_min_rows
         self._ann: AnnIndex | None = None
-        self._lock = threading.Lock()  # guards _ann, _building and _pending
+        self._lock = threading.Lock()  # guards _ann, _building, _retry and _pending
         self._building: threading.Thread | None = None
+        self._retry: threading.Timer | None = None  # the next attempt after a failed build
         self._pending: list[tuple[str, np.ndarray, np.ndarray | None]] = []
         self.ann_build_s: float | None = None
-        self.ann_error = ""
+        self.ann_error = ""  # why the last build failed ("" once one succeeded)
+        self.ann_failures = 0  # failed builds
 
     @property
     def kind(self) -> str:
         if self._ann is not None:
             return f"exact+{self._ann.kind}"
-        return "exact (approximate index building)" if self._building else "exact"
+        if self._building:
+            return "exact (approximate index building)"
+        return "exact (approximate index build failed, retrying)" if self._retry else "exact"
 
     def __len__(self) -> int:
         return len(self.exact)
@@ -82,8 +90,9 @@ class AcceleratedIndex:
 
     # ------------------------------------------------------------ the build
     def maybe_build(self) -> None:
-        """Start building the ANN if the index is large enough and has none."""
-        if (self._ann is None and self._building is None and not self.ann_error
+        """Start building the ANN if the index is large enough and has none (retries after a
+        failed build are the retry timer's)."""
+        if (self._ann is None and self._building is None and self.ann_failures == 0
                 and len(self.exact) >= self.ann_min_rows):
             self.start_build()
 
@@ -106,13 +115,8 @@ class AcceleratedIndex:
             ann = AnnIndex(self.dim, capacity=len(labels) + len(labels) // 4, threads=1)
             live = labels >= 0
             ann.add(labels[live], matrix[live])
-        except (AnnIndexError, MemoryError, ValueError) as exc:
-            log.error("approximate index build failed; exact search only: %s", exc)
-            with self._lock:
-                self.ann_error = str(exc)
-                self._building = None
-                self._pending.clear()
-                self.exact.compaction_allowed = True
+        except Exception as exc:  # noqa: BLE001 - any failure is logged and retried later
+            self._build_failed(exc)
             return
         with self._lock:  # what changed meanwhile, in order
             for op, op_labels, op_vectors in self._pending:
@@ -125,8 +129,35 @@ class AcceleratedIndex:
             self._building = None
             self.exact.compaction_allowed = True
             self.ann_build_s = round(time.monotonic() - t0, 2)
+            self.ann_error = ""
         log.info("approximate index (%s) built over %d vectors in %.1f s", ann.kind,
                  len(ann), self.ann_build_s)
+
+    def _build_failed(self, exc: BaseException) -> None:
+        with self._lock:
+            self.ann_failures += 1
+            self.ann_error = f"{type(exc).__name__}: {exc}"
+            self._building = None
+            self._pending.clear()
+            self.exact.compaction_allowed = True
+            if self.ann_failures >= BUILD_ATTEMPTS:
+                log.error("approximate index build failed (%d of %d attempts); exact search only "
+                          "from now on: %s", self.ann_failures, BUILD_ATTEMPTS, self.ann_error)
+                return
+            delay = BUILD_RETRY_S * 2 ** (self.ann_failures - 1)
+            log.error("approximate index build failed (%d of %d attempts); exact search "
+                      "meanwhile, next attempt in %.0f s: %s", self.ann_failures, BUILD_ATTEMPTS,
+                      delay, self.ann_error)
+            self._retry = threading.Timer(delay, self._retry_build)
+            self._retry.daemon = True
+            self._retry.start()
+
+    def _retry_build(self) -> None:
+        with self._lock:
+            self._retry = None
+            due = self._ann is None and self._building is None
+        if due and len(self.exact) >= self.ann_min_rows:
+            self.start_build()
 
     def wait_ready(self, timeout_s: float) -> bool:
         """Wait for a running build (tests, benchmarks); True when the ANN is in use."""
