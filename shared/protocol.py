@@ -20,6 +20,7 @@ from typing import Any, Literal
 
 import msgspec
 
+EMBEDDING_DIM = 384  # the length of every vector (all-MiniLM-L6-v2)
 ErrorCode = Literal["bad_request", "not_found", "unavailable", "timeout", "internal"]
 EmbedKind = Literal["query", "document"]
 Health = Literal["healthy", "degraded", "unhealthy"]
@@ -108,7 +109,7 @@ class RememberMany(msgspec.Struct, tag=True):
 
 class Search(msgspec.Struct, tag=True):
     query: str
-    query_vector: bytes | None = None  # float32 x 384; None means keyword-only
+    query_vector: bytes | None = None  # float32 x EMBEDDING_DIM; None: keyword-only
     projects: list[str] | None = None
     kinds: list[str] | None = None
     tags_any: list[str] | None = None
@@ -157,9 +158,18 @@ class ImportMemories(msgspec.Struct, tag=True):
     path: str
 
 
+# --- quality requests (service "quality")
+PROBED_TOOLS = ("git", "uv", "python", "ruff", "pytest")
+
+
+class ProbeTools(msgspec.Struct, tag=True):
+    """Which of ``PROBED_TOOLS`` (what the quality jobs run) are on the worker's PATH, with their
+    versions: the quality worker's cheapest real job, run by the health check."""
+
+
 RequestBody = (Ping | StackStatus | Embed | Remember | RememberMany | Search | GetMemories
                | DeleteMemories | StoreStats | AddDependency | ListDependencies
-               | ExportMemories | ImportMemories)
+               | ExportMemories | ImportMemories | ProbeTools)
 
 
 # -------------------------------------------------------------- reply bodies
@@ -278,8 +288,20 @@ class StoreInfo(msgspec.Struct, tag=True):
     data: dict[str, Any]
 
 
+class ToolInfo(msgspec.Struct):
+    name: str
+    found: bool  # on PATH
+    path: str = ""
+    version: str = ""  # the first line `NAME --version` printed, when it exited 0
+    error: str = ""  # why there is no version (not on PATH, exit status, no answer in time)
+
+
+class ToolsReport(msgspec.Struct, tag=True):
+    tools: list[ToolInfo]
+
+
 ReplyBody = (Error | Pong | StackInfo | Vectors | Stored | StoredMany | SearchHits | Memories
-             | Count | Dependencies | StoreInfo)
+             | Count | Dependencies | StoreInfo | ToolsReport)
 
 
 # ------------------------------------------------------------------ codecs
