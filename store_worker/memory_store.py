@@ -25,11 +25,10 @@ from typing import Any, Self, TypeVar
 import duckdb
 import numpy as np
 
-from store_worker import dependencies
+from store_worker import dependencies, embeddings
 from store_worker.indexes import snapshot
 from store_worker.indexes.accelerated_index import ANN_MIN_ROWS
 from store_worker.indexes.text_index import term_frequencies
-from store_worker.indexes.vector_index import normalise
 from store_worker.records import (
     AddResult,
     InvalidInput,
@@ -70,7 +69,7 @@ class MemoryStore:
             schema.migrate(self._con)
             self._journal = Journal(f"{self.path}.journal")
             self.replayed = self._replay_journal()
-            self.catalog, self.text_index, self.vector_index = self._load_indexes()
+            self.catalog, self.text_index, self.vectors = self._load_indexes()
             self._con.execute("SET threads = ?", [int(threads)])
         except BaseException:
             if self._journal is not None:
@@ -100,7 +99,7 @@ class MemoryStore:
             try:
                 self.flush()
                 snapshot.write_at_close(self.con, self.path, self.catalog, self.text_index,
-                                        self.vector_index, keep=self.count >= self.snapshot_min_rows)
+                                        self.vectors, keep=self.count >= self.snapshot_min_rows)
                 self._con.execute("CHECKPOINT")
             finally:
                 self._con.close()
@@ -129,7 +128,7 @@ class MemoryStore:
         """Memories stored now (``len(catalog)`` also counts rows deleted since open)."""
         return self.catalog.n_alive
 
-    def _transaction(self, body: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
+    def transaction(self, body: Callable[[duckdb.DuckDBPyConnection], T]) -> T:
         con = self.con
         con.execute("BEGIN")
         try:
@@ -147,7 +146,8 @@ class MemoryStore:
         new_rows = self.catalog.append(
             [r.id for r in recs], [r.project for r in recs], [r.kind for r in recs],
             [epoch_us(r.created_at) for r in recs], [t[2] for t in terms], [r.tags for r in recs],
-            [r.content_hash for r in recs],
+            [r.content_hash for r in recs], is_error=[r.is_error for r in recs],
+            n_chunks=[r.n_chunks for r in recs], files=[r.files for r in recs],
         )
         for row, (words, tfs, _) in zip(new_rows.tolist(), terms, strict=True):
             self.text_index.add(row, words, tfs)
@@ -210,12 +210,12 @@ class MemoryStore:
         pending = list(self._unflushed.values())
         recs, terms = [r for r, _ in pending], [t for _, t in pending]
         try:
-            self._transaction(lambda con: rows.insert_memories(con, recs, terms))
+            self.transaction(lambda con: rows.insert_memories(con, recs, terms))
         except duckdb.ConstraintException as exc:
             # Content the dedup check missed: never let one row wedge the journal. Write the
             # rows the table lacks; the others are already stored under their first id.
             log.error("flush: %s; writing only the rows the table lacks", exc)
-            self._transaction(lambda con: rows.insert_missing(con, recs))
+            self.transaction(lambda con: rows.insert_missing(con, recs))
         self._unflushed.clear()
         self.journal.reset()
         self.row_cache.put(_row_of(r) for r in recs)
@@ -228,7 +228,7 @@ class MemoryStore:
         if journal.size == 0:
             return 0
         recs = list(journal.records())
-        new = self._transaction(lambda con: rows.insert_missing(con, recs)) if recs else 0
+        new = self.transaction(lambda con: rows.insert_missing(con, recs)) if recs else 0
         log.info("journal replay: %d records, %d written into the table", len(recs), new)
         journal.reset()
         return new
@@ -253,7 +253,7 @@ class MemoryStore:
                 out.append((r.id, False))
         if new:
             terms = [term_frequencies(r.content) for r in new]
-            self._transaction(lambda con: rows.insert_memories(con, new, terms))
+            self.transaction(lambda con: rows.insert_memories(con, new, terms))
             self._index(new, terms)
         return out
 
@@ -267,38 +267,17 @@ class MemoryStore:
     # ------------------------------------------------------------- embeddings
 
     def pending_embeddings(self, limit: int = 64) -> list[tuple[str, str]]:
-        """Up to ``limit`` (id, content) of memories without an embedding, oldest id first."""
+        """Up to ``limit`` (key, text) items still to embed: a memory's id for its whole text,
+        ``<id>#<n>`` for a chunk of a long one (see ``embeddings.pending``)."""
         self.flush()
-        ids = self.catalog.pending(max(0, int(limit)))
-        if not ids:
-            return []
-        found = dict(self.con.execute(
-            f"SELECT id, content FROM memories WHERE id IN {IDS}", [ids]).fetchall())
-        return [(i, found[i]) for i in ids if i in found]
+        return embeddings.pending(self, limit)
 
-    def set_embeddings(self, ids: Sequence[str], vectors: np.ndarray) -> int:
-        """Store embeddings (L2-normalised) for ``ids``, replacing any earlier ones; ids no
-        longer present are skipped. Returns how many memories got a vector."""
+    def set_embeddings(self, keys: Sequence[str], vectors: np.ndarray) -> int:
+        """Store the vectors of work-item ``keys`` (from ``pending_embeddings``), replacing any
+        earlier ones; keys of memories no longer present are skipped. Returns how many vectors
+        were stored."""
         self.flush()
-        vectors = np.asarray(vectors, dtype=np.float32)
-        if vectors.ndim != 2 or vectors.shape != (len(ids), DIM):
-            raise InvalidInput(f"vectors must have shape ({len(ids)}, {DIM}), not {vectors.shape}")
-        if not np.all(np.isfinite(vectors)):
-            raise InvalidInput("vectors contain NaN or infinity")
-        where = self.catalog.rows_for(ids)
-        last = {i: k for k, i in enumerate(ids) if where[k] is not None}  # the last vector wins
-        keep = sorted(last.values())
-        if not keep:
-            return 0
-        kept_ids = [ids[k] for k in keep]
-        labels = np.asarray([where[k] for k in keep], dtype=np.int64)
-        replace = [i for i, lab in zip(kept_ids, labels.tolist(), strict=True)
-                   if self.catalog.embedded[lab]]
-        unit = normalise(vectors[keep])
-        self._transaction(lambda con: rows.write_embeddings(con, kept_ids, unit, replace))
-        self.vector_index.add(labels, unit)
-        self.catalog.embedded[labels] = True
-        return len(keep)
+        return embeddings.store_vectors(self, keys, vectors)
 
     # ----------------------------------------------------------------- search
 
@@ -361,11 +340,14 @@ class MemoryStore:
 
         def body(con: duckdb.DuckDBPyConnection) -> None:
             con.execute(f"DELETE FROM memory_embeddings WHERE id IN {IDS}", [doomed])
+            con.execute(f"DELETE FROM memory_chunks WHERE id IN {IDS}", [doomed])
+            con.execute(f"DELETE FROM memory_links WHERE newer IN {IDS} OR older IN {IDS}",
+                        [doomed, doomed])
             con.execute(f"DELETE FROM memories WHERE id IN {IDS}", [doomed])
 
-        self._transaction(body)
+        self.transaction(body)
         self.row_cache.discard(doomed)
-        self.vector_index.remove(self.catalog.kill(doomed))
+        self.vectors.remove(self.catalog.kill(doomed))
         return len(doomed)
 
     def stats(self) -> dict[str, Any]:
@@ -379,20 +361,30 @@ class MemoryStore:
         total = con.execute("SELECT count(*) FROM memories").fetchall()[0][0]
         embedded = con.execute(
             "SELECT count(*) FROM memory_embeddings SEMI JOIN memories USING (id)").fetchall()[0][0]
+        chunk_rows = con.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0]
         wal = Path(f"{self.path}.wal")
         return {
             "memories": total,
             "by_kind": counts("kind"),
             "by_project": counts("project"),
             "embedded": embedded,
-            "pending_embeddings": total - embedded,
+            # memories whose whole vector or some chunk vector is still missing
+            "pending_embeddings": self.catalog.pending_count(),
+            "chunks": {"memories_chunked": int(np.count_nonzero(
+                self.catalog.n_chunks[: len(self.catalog)] * self.catalog.alive[: len(self.catalog)])),
+                "chunks_expected": int(np.sum(self.catalog.n_chunks[: len(self.catalog)][
+                    self.catalog.alive[: len(self.catalog)]], dtype=np.int64)),
+                "chunks_embedded": chunk_rows},
+            "supersessions": con.execute(
+                "SELECT count(*) FROM memory_links WHERE kind = 'supersedes'").fetchall()[0][0],
             "dependencies": con.execute(
                 "SELECT count(*) FROM project_dependencies").fetchall()[0][0],
             "distinct_terms": len(self.text_index),
-            "vector_index": {"kind": self.vector_index.kind, "vectors": len(self.vector_index),
-                             "ann_build_s": self.vector_index.ann_build_s,
-                             "ann_error": self.vector_index.ann_error,
-                             "ann_failures": self.vector_index.ann_failures},
+            "vector_index": {"kind": self.vectors.kind, "vectors": len(self.vectors),
+                             "chunk_vectors": self.vectors.chunk_count,
+                             "ann_build_s": self.vectors.ann_build_s,
+                             "ann_error": self.vectors.ann_error,
+                             "ann_failures": self.vectors.ann_failures},
             "row_cache": self.row_cache.stats(),
             "indexes_loaded": self.load_info,
             "db_bytes": self.path.stat().st_size if self.path.exists() else 0,

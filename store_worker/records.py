@@ -15,7 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from store_worker.indexes import chunks
 from store_worker.redact import redact
+from store_worker.search.mentions import files_mentioned, is_error
 
 MAX_CONTENT_BYTES = 100_000
 MAX_METADATA_BYTES = 16 * 1024
@@ -61,6 +63,19 @@ class Record:
     created_at: datetime
     metadata: str  # JSON text
     redacted: list[str]
+    files: list[str] = field(default_factory=list)  # file paths the content names
+    is_error: bool = False  # the content is about an error (``mentions.is_error``)
+    n_chunks: int = 0  # embedded in this many chunks besides whole (``indexes.chunks``)
+
+    @classmethod
+    def derive(cls, id: str, kind: str, content: str, content_hash: str, project: str,
+               tags: list[str], session_id: str | None, created_at: datetime, metadata: str,
+               redacted: list[str]) -> Record:
+        """A record with what search needs derived from its content (files named,
+        error-ness, chunk count): the same whether it is made now or read from the journal."""
+        return cls(id, kind, content, content_hash, project, tags, session_id, created_at,
+                   metadata, redacted, files_mentioned(content), is_error(content),
+                   chunks.count(content))
 
 
 def new_id(at: datetime | None = None) -> str:
@@ -217,7 +232,7 @@ def make_record(
     text, kinds = redact(text)
     meta = check_metadata(metadata, kinds)
     when = to_utc(created_at, "created_at") if created_at is not None else datetime.now(UTC)
-    return Record(
+    return Record.derive(
         id=check_id(id) if id is not None else new_id(when),
         kind=kind,
         content=text,

@@ -111,16 +111,16 @@ def test_snapshot_carries_the_approximate_index(tmp_path, data):
                    for i in range(n))
         ids = [i for i, _ in s.pending_embeddings(n)]
         s.set_embeddings(ids, data[:n])
-        assert s.vector_index.wait_ready(60)
+        assert s.vectors.wait_ready(60)
         want = [h["id"] for h in s.search("memory", query_vector=data[7], limit=10).hits]
     assert list(tmp_path.glob("m.duckdb.index.npz.*.ann"))
     with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
         assert s.load_info["source"] == "snapshot"
-        assert s.vector_index.kind.startswith("exact+")  # loaded, not rebuilding
+        assert s.vectors.kind.startswith("exact+")  # loaded, not rebuilding
         assert [h["id"] for h in s.search("memory", query_vector=data[7], limit=10).hits] == want
     snapshot.path_for(db).unlink()
     with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:  # rebuilt from tables
-        assert s.vector_index.wait_ready(60)
+        assert s.vectors.wait_ready(60)
         assert s.stats()["vector_index"]["ann_build_s"] is not None
 
 

@@ -63,7 +63,8 @@ def test_postings_from_load_and_add_agree():
         a, b = loaded.postings(term), grown.postings(term)
         assert a[0].tolist() == b[0].tolist() and a[1].tolist() == b[1].tolist()
     alive = np.array([True, False, True])
-    scores, by_idf = loaded.scores(["beta", "alpha"], alive, np.ones(3, np.float32), 1.0)
+    found = loaded.scores(["beta", "alpha"], alive, np.ones(3, np.float32), 1.0)
+    scores, by_idf = found.bm25, found.by_idf
     assert scores[1] == 0  # a dead row never scores
     assert scores[0] > 0 and scores[2] > 0
     assert by_idf == ["alpha", "beta"]  # both df 1 among live rows: stable by term

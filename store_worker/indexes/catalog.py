@@ -18,8 +18,11 @@ from __future__ import annotations
 import hashlib
 from array import array
 from collections.abc import Iterable, Sequence
+from typing import ClassVar
 
 import numpy as np
+
+from store_worker.search.mentions import file_name, same_file
 
 
 def content_key(project: str, content_hash: str) -> int:
@@ -43,11 +46,19 @@ class Catalog:
         self.alive = np.zeros(cap, dtype=bool)
         self.embedded = np.zeros(cap, dtype=bool)
         self.content_key = np.zeros(cap, dtype=np.int64)
+        self.is_error = np.zeros(cap, dtype=bool)
+        self.n_chunks = np.zeros(cap, dtype=np.int16)  # chunks to embed besides the whole text
+        self.chunks_done = np.zeros(cap, dtype=bool)  # every chunk vector is stored
+        self.superseded_by = np.full(cap, -1, dtype=np.int64)  # row of the newer memory, or -1
         self._row_by_content: dict[int, int] = {}
+        self._file_rows: dict[str, array] = {}  # lowercased file name -> rows naming it
+        self.files: dict[int, tuple[str, ...]] = {}  # row -> the file paths it names
         self.n_alive = 0
         self.total_len = 0
 
-    _COLUMNS = ("project", "kind", "created_us", "doc_len", "alive", "embedded", "content_key")
+    _COLUMNS = ("project", "kind", "created_us", "doc_len", "alive", "embedded", "content_key",
+                "is_error", "n_chunks", "chunks_done", "superseded_by")
+    _FILL: ClassVar[dict[str, int]] = {"superseded_by": -1}
 
     def __len__(self) -> int:
         """Row numbers handed out (dead rows included)."""
@@ -65,7 +76,7 @@ class Catalog:
         cap = max(need, 2 * cap)
         for name in self._COLUMNS:
             old = getattr(self, name)
-            new = np.zeros(cap, dtype=old.dtype)
+            new = np.full(cap, self._FILL.get(name, 0), dtype=old.dtype)
             new[: len(old)] = old
             setattr(self, name, new)
 
@@ -86,6 +97,10 @@ class Catalog:
         tags: Iterable[Sequence[str]],
         content_hashes: Sequence[str],
         embedded: Sequence[bool] | np.ndarray | None = None,
+        *,
+        is_error: Sequence[bool] | np.ndarray | None = None,
+        n_chunks: Sequence[int] | np.ndarray | None = None,
+        files: Iterable[Sequence[str]] | None = None,
     ) -> np.ndarray:
         """Add rows (all alive); returns their row numbers."""
         n = len(ids)
@@ -101,6 +116,9 @@ class Catalog:
             self.alive[start] = True
             self.embedded[start] = False if embedded is None else embedded[0]
             self.content_key[start] = keys[0]
+            self.is_error[start] = False if is_error is None else is_error[0]
+            self.n_chunks[start] = 0 if n_chunks is None else n_chunks[0]
+            self.chunks_done[start] = self.n_chunks[start] == 0
         else:
             sl = slice(start, start + n)
             self.project[sl] = [self._code(self.project_codes, p) for p in projects]
@@ -110,6 +128,11 @@ class Catalog:
             self.alive[sl] = True
             self.embedded[sl] = False if embedded is None else embedded
             self.content_key[sl] = keys
+            self.is_error[sl] = False if is_error is None else is_error
+            self.n_chunks[sl] = 0 if n_chunks is None else n_chunks
+            self.chunks_done[sl] = self.n_chunks[sl] == 0
+        for row, paths in zip(range(start, start + n), files or (), strict=False):
+            self._add_files(row, paths)
         self._row_by_content.update(zip(keys, range(start, start + n), strict=True))
         for row, row_tags in zip(range(start, start + n), tags, strict=True):
             for tag in row_tags:
@@ -123,6 +146,29 @@ class Catalog:
         self.total_len += int(np.sum(doc_lens, dtype=np.int64))
         return rows
 
+    def _add_files(self, row: int, paths: Sequence[str]) -> None:
+        if not paths:
+            return
+        self.files[row] = tuple(paths)
+        for name in dict.fromkeys(file_name(path) for path in paths):
+            postings = self._file_rows.get(name)
+            if postings is None:
+                postings = self._file_rows[name] = array("i")
+            postings.append(row)
+
+    def rows_naming(self, path: str) -> np.ndarray:
+        """Alive rows whose content names ``path`` (see ``mentions.same_file``)."""
+        postings = self._file_rows.get(file_name(path))
+        if not postings:
+            return np.empty(0, dtype=np.int64)
+        rows = np.unique(np.frombuffer(postings, dtype=np.int32)).astype(np.int64)
+        rows = rows[self.alive[rows]]
+        keep = [r for r in rows.tolist() if any(same_file(f, path) for f in self.files[r])]
+        return np.asarray(keep, dtype=np.int64)
+
+    def supersede(self, newer: int, older: int) -> None:
+        self.superseded_by[older] = newer
+
     def kill(self, ids: Iterable[str]) -> np.ndarray:
         """Mark rows deleted; returns the row numbers that were alive."""
         rows = [r for r in (self.row_of.pop(i, None) for i in ids) if r is not None]
@@ -134,6 +180,14 @@ class Catalog:
                 del self._row_by_content[key]
         self.alive[out] = False
         self.embedded[out] = False
+        self.chunks_done[out] = False
+        for row in out.tolist():
+            self.files.pop(row, None)
+        # a memory whose superseder is deleted is current again
+        if len(out):
+            n = len(self.ids)
+            orphaned = np.flatnonzero(np.isin(self.superseded_by[:n], out))
+            self.superseded_by[orphaned] = -1
         self.n_alive -= len(out)
         self.total_len -= int(np.sum(self.doc_len[out], dtype=np.int64))
         return out
@@ -155,6 +209,10 @@ class Catalog:
                 [np.frombuffer(self._tag_rows[t], dtype=np.int32) for t in tags]
                 or [np.empty(0, dtype=np.int32)]),
             "cat_totals": np.array([self.n_alive, self.total_len], dtype=np.int64),
+            "cat_file_row": np.array([r for r, fs in self.files.items() for _ in fs],
+                                     dtype=np.int64),
+            "cat_file_path": np.array([f for fs in self.files.values() for f in fs] or [""],
+                                      dtype="U")[: sum(len(fs) for fs in self.files.values())],
         }
 
     @classmethod
@@ -175,6 +233,12 @@ class Catalog:
         cat._row_by_content = dict(zip(cat.content_key[alive].tolist(), alive.tolist(),
                                        strict=True))
         cat.n_alive, cat.total_len = (int(x) for x in st["cat_totals"])
+        by_row: dict[int, list[str]] = {}
+        for row, path in zip(st["cat_file_row"].tolist(), st["cat_file_path"].tolist(),
+                             strict=True):
+            by_row.setdefault(row, []).append(path)
+        for row, paths in by_row.items():
+            cat._add_files(row, paths)
         return cat
 
     def find(self, project: str, content_hash: str) -> int | None:
@@ -225,8 +289,11 @@ class Catalog:
             mask &= self._tag_mask(tag)
         return mask
 
-    def pending(self, limit: int) -> list[str]:
-        """Ids of alive rows without an embedding, oldest first."""
+    def pending_rows(self, limit: int) -> np.ndarray:
+        """Alive rows missing their whole vector or a chunk vector, oldest first."""
         n = len(self.ids)
-        rows = np.flatnonzero(self.alive[:n] & ~self.embedded[:n])[:limit]
-        return [self.ids[r] for r in rows.tolist()]
+        return np.flatnonzero(self.alive[:n] & ~(self.embedded[:n] & self.chunks_done[:n]))[:limit]
+
+    def pending_count(self) -> int:
+        n = len(self.ids)
+        return int(np.count_nonzero(self.alive[:n] & ~(self.embedded[:n] & self.chunks_done[:n])))

@@ -1,12 +1,13 @@
-"""Rebuild the in-memory catalogue, text index and vector index from the database at open."""
+"""Rebuild the in-memory catalogue, text index and vectors from the database at open."""
 
 from __future__ import annotations
 
 import duckdb
 import numpy as np
 
-from store_worker.indexes.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
+from store_worker.indexes.accelerated_index import ANN_MIN_ROWS
 from store_worker.indexes.catalog import Catalog
+from store_worker.indexes.memory_vectors import MemoryVectors
 from store_worker.indexes.text_index import TextIndex
 from store_worker.storage.schema import EMBEDDING_DIM
 
@@ -22,7 +23,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
     cat = Catalog()
     res = con.execute(
         "SELECT m.id, m.project, m.kind, epoch_us(m.created_at) AS us, m.doc_len, m.tags,"
-        " m.content_hash,"
+        " m.content_hash, m.is_error, m.n_chunks, m.files,"
         " e.id IS NOT NULL AS embedded"
         " FROM memories m LEFT JOIN (SELECT id FROM memory_embeddings) e USING (id) ORDER BY m.id"
     ).fetchnumpy()
@@ -37,7 +38,16 @@ def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
         [list(t) for t in _column(res, "tags").tolist()],
         _column(res, "content_hash").tolist(),
         _column(res, "embedded").astype(bool),
+        is_error=_column(res, "is_error").astype(bool),
+        n_chunks=_column(res, "n_chunks").astype(np.int16),
+        files=[list(f) for f in _column(res, "files").tolist()],
     )
+    for newer, older in con.execute(
+            "SELECT newer, older FROM memory_links WHERE kind = 'supersedes'"
+            " ORDER BY created_at").fetchall():
+        n_row, o_row = cat.row_of.get(newer), cat.row_of.get(older)
+        if n_row is not None and o_row is not None:
+            cat.supersede(n_row, o_row)
     return cat
 
 
@@ -60,30 +70,46 @@ def load_text_index(con: duckdb.DuckDBPyConnection) -> TextIndex:
     return index
 
 
-def load_vectors(con: duckdb.DuckDBPyConnection, cat: Catalog,
-                 ann_min_rows: int = ANN_MIN_ROWS) -> AcceleratedIndex:
-    """Read ``memory_embeddings`` in rowid ranges (no sort; bounded memory per page)."""
-    expected = int(np.count_nonzero(cat.embedded))
-    index = AcceleratedIndex(EMBEDDING_DIM, capacity=max(1024, expected + expected // 4),
-                             ann_min_rows=ann_min_rows)
-    top = con.execute("SELECT max(rowid) FROM memory_embeddings").fetchall()[0][0]
-    page = 50_000
+def _pages(con: duckdb.DuckDBPyConnection, table: str, columns: str, page: int = 50_000):
+    """``table`` read in rowid ranges (no sort; bounded memory per page)."""
+    top = con.execute(f"SELECT max(rowid) FROM {table}").fetchall()[0][0]
     for lo in range(0, -1 if top is None else top + 1, page):
-        res = con.execute(
-            "SELECT id, embedding FROM memory_embeddings WHERE rowid >= ? AND rowid < ?",
-            [lo, lo + page]).fetchnumpy()
+        yield con.execute(f"SELECT {columns} FROM {table} WHERE rowid >= ? AND rowid < ?",
+                          [lo, lo + page]).fetchnumpy()
+
+
+def load_vectors(con: duckdb.DuckDBPyConnection, cat: Catalog,
+                 ann_min_rows: int = ANN_MIN_ROWS) -> MemoryVectors:
+    """Whole-memory vectors from ``memory_embeddings``, chunk vectors from ``memory_chunks``
+    (vectors of deleted memories, if any, are ignored); marks the rows whose chunks are all
+    there."""
+    expected = int(np.count_nonzero(cat.embedded))
+    index = MemoryVectors(EMBEDDING_DIM, capacity=max(1024, expected + expected // 4),
+                          ann_min_rows=ann_min_rows)
+    for res in _pages(con, "memory_embeddings", "id, embedding"):
         where = [cat.row_of.get(i, -1) for i in _column(res, "id").tolist()]
         keep = [k for k, r in enumerate(where) if r >= 0]  # -1: an orphan vector, ignored
         if keep:
             embeddings = _column(res, "embedding")
             index.add(np.asarray([where[k] for k in keep], dtype=np.int64),
                       np.stack([embeddings[k] for k in keep]).astype(np.float32), build=False)
+    for res in _pages(con, "memory_chunks", "id, chunk, embedding"):
+        where = [cat.row_of.get(i, -1) for i in _column(res, "id").tolist()]
+        keep = [k for k, r in enumerate(where) if r >= 0]
+        if keep:
+            embeddings, numbers = _column(res, "embedding"), _column(res, "chunk")
+            index.add_chunks(np.asarray([where[k] for k in keep], dtype=np.int64),
+                             numbers[keep].astype(np.int32),
+                             np.stack([embeddings[k] for k in keep]).astype(np.float32),
+                             build=False)
+    for row in np.flatnonzero(cat.n_chunks[: len(cat)] > 0).tolist():
+        cat.chunks_done[row] = len(index.chunks_of(row)) >= cat.n_chunks[row]
     index.maybe_build()
     return index
 
 
 def load_all(con: duckdb.DuckDBPyConnection, ann_min_rows: int = ANN_MIN_ROWS,
-             ) -> tuple[Catalog, TextIndex, AcceleratedIndex]:
+             ) -> tuple[Catalog, TextIndex, MemoryVectors]:
     """All three, read in one transaction so they agree."""
     con.execute("BEGIN")
     try:

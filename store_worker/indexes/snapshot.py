@@ -26,15 +26,17 @@ import duckdb
 import numpy as np
 
 from store_worker.indexes import loader
-from store_worker.indexes.accelerated_index import ANN_MIN_ROWS, AcceleratedIndex
+from store_worker.indexes.accelerated_index import ANN_MIN_ROWS
 from store_worker.indexes.catalog import Catalog
+from store_worker.indexes.memory_vectors import MemoryVectors
 from store_worker.indexes.text_index import TextIndex
 from store_worker.storage.schema import EMBEDDING_DIM
 
 log = logging.getLogger("sessiond.store.snapshot")
 
 # 2: the catalogue's content keys are stable digests (format 1 saved per-process hash() values).
-FORMAT = 2
+# 3: chunk vectors, and the catalogue's files, error flags, chunk counts and supersession links.
+FORMAT = 3
 # Below this many rows the rebuild is fast enough (~0.5 s at 20k) not to spend disk on it.
 MIN_ROWS = 20_000
 
@@ -49,7 +51,7 @@ def ann_path_for(path: Path, token: str) -> Path:
 
 
 def save(path: Path, token: str, cat: Catalog, text: TextIndex,
-         vectors: AcceleratedIndex) -> None:
+         vectors: MemoryVectors) -> None:
     """Write the snapshot for ``token`` (atomically: a reader sees the old file or the new),
     with the approximate vector index, if there is one, in a file named for the token."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -64,15 +66,16 @@ def save(path: Path, token: str, cat: Catalog, text: TextIndex,
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
-        ann.unlink(missing_ok=True)
+        for mine in path.parent.glob(f"{ann.stem}.*"):
+            mine.unlink(missing_ok=True)
         raise
-    for old in path.parent.glob(f"{path.name}.*.ann"):
-        if old != ann:
+    for old in path.parent.glob(f"{path.name}.*.ann"):  # older snapshots' (chunk) ANN files
+        if not old.name.startswith(f"{ann.stem}."):
             old.unlink(missing_ok=True)
 
 
 def load(path: Path, token: str, ann_min_rows: int = ANN_MIN_ROWS,
-         ) -> tuple[Catalog, TextIndex, AcceleratedIndex] | None:
+         ) -> tuple[Catalog, TextIndex, MemoryVectors] | None:
     """The indexes in the snapshot if it was written for ``token``; None otherwise."""
     if not path.exists():
         return None
@@ -86,7 +89,7 @@ def load(path: Path, token: str, ann_min_rows: int = ANN_MIN_ROWS,
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         log.warning("index snapshot %s unreadable (%s); rebuilding from the tables", path, exc)
         return None
-    vectors = AcceleratedIndex.from_state(EMBEDDING_DIM, st, ann_min_rows=ann_min_rows)
+    vectors = MemoryVectors.from_state(EMBEDDING_DIM, st, ann_min_rows=ann_min_rows)
     if has_ann:
         vectors.load_ann(ann_path_for(path, token))
     else:
@@ -128,7 +131,7 @@ def open_indexes(con: duckdb.DuckDBPyConnection, db_path: Path, may_use: bool,
 
 
 def write_at_close(con: duckdb.DuckDBPyConnection, db_path: Path, cat: Catalog,
-                   text: TextIndex, vectors: AcceleratedIndex, *, keep: bool) -> None:
+                   text: TextIndex, vectors: MemoryVectors, *, keep: bool) -> None:
     """At a clean close, after the last write: write the snapshot, then commit its token
     (``keep`` false, for small stores: remove any old snapshot instead)."""
     path = path_for(db_path)

@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from array import array
 from collections import Counter
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,6 +46,7 @@ MAX_QUERY_TERMS = 32
 _COMPOUND = re.compile(r"\w+(?:[./\\:\-]+\w+)*")
 _PATH_SPLIT = re.compile(r"[/\\]+")
 _DOT_SPLIT = re.compile(r"[.:\-]+")
+_CAMEL_HUMP = re.compile(r"[a-z]{2}[A-Z]")
 _CAMEL = re.compile(r"[A-Z]+(?=[A-Z][a-z])|[A-Z]?[a-z0-9]+|[A-Z0-9]+")
 
 STOPWORDS = frozenset({
@@ -53,6 +55,18 @@ STOPWORDS = frozenset({
     "no", "not", "of", "on", "or", "our", "she", "so", "than", "that", "the", "their", "them",
     "then", "there", "these", "they", "this", "those", "to", "was", "we", "were", "what",
     "when", "which", "who", "will", "with", "would", "you", "your",
+})
+
+# Dropped from queries only (documents keep them): the words a question is built from, which
+# say nothing about what it asks. Memories rarely contain "how" or "did", so their idf is high
+# and a memory that happens to contain one would outscore the answer on a paraphrase.
+QUERY_STOPWORDS = STOPWORDS | frozenset({
+    "how", "why", "where", "whats", "do", "does", "did", "doing", "done", "can", "could",
+    "should", "shall", "may", "might", "must", "any", "anything", "anyone", "some", "something",
+    "every", "each", "one", "ones", "own", "about", "again", "also", "just", "only", "ever",
+    "there", "here", "very", "really", "thing", "things", "stuff", "know", "remember", "recall",
+    "tell", "please", "us", "im", "ive", "weve", "were", "youre", "whatever",
+    "is", "am", "much", "many", "other", "else", "way", "ways", "kind", "sort", "bit",
 })
 
 
@@ -97,6 +111,40 @@ def tokens(text: str) -> list[str]:
     return [t for t in out if _keep(t)]
 
 
+def _identifier_shaped(compound: str, flag: bool) -> bool:
+    """Whether a compound looks like something a program would name rather than a word of
+    prose: joined by ``_ . / \\ :``, letters with digits (``v2``, ``BILL-482``), a number of 3+
+    digits, camelCase with a real hump (``parseConfig``, ``DuckDB``; not ``iPhone``), a long
+    ALLCAPS name (``ECONNREFUSED``; not ``URL`` or ``CLI``), or a command-line flag."""
+    if flag or any(c in compound for c in "_./\\:"):
+        return True
+    letters = sum(c.isalpha() for c in compound)
+    digits = sum(c.isdigit() for c in compound)
+    if digits and (letters or digits >= 3):
+        return True
+    if compound.isascii() and _CAMEL_HUMP.search(compound):
+        return True
+    return letters >= 5 and compound.isupper()
+
+
+def identifier_terms(text: str) -> set[str]:
+    """The index terms of ``text`` that come from identifier-shaped words: names with digits,
+    underscores, dots, slashes or colons, camelCase, ALLCAPS, command-line flags (``--dry-run``)
+    and anything in backticks. A match on one of these is evidence a paraphrase cannot fake."""
+    out: set[str] = set()
+    in_ticks = False
+    pos = 0
+    for m in _COMPOUND.finditer(text):
+        in_ticks ^= text.count("`", pos, m.start()) % 2 == 1
+        pos = m.start()
+        flag = text[max(0, m.start() - 1): m.start()] == "-"
+        if in_ticks or _identifier_shaped(m.group(), flag):
+            parts = tokens(m.group())
+            out.update(parts[:1])  # the whole compound
+            out.update(t for t in parts[1:] if _identifier_shaped(t, False))
+    return out
+
+
 def term_frequencies(text: str) -> tuple[list[str], list[int], int]:
     """``(terms, tfs, doc_len)`` for writing the term rows of one document."""
     toks = tokens(text)
@@ -105,8 +153,10 @@ def term_frequencies(text: str) -> tuple[list[str], list[int], int]:
 
 
 def query_terms(query: str) -> list[str]:
-    """Distinct terms of a query, in first-seen order, at most ``MAX_QUERY_TERMS``."""
-    return list(dict.fromkeys(tokens(query)))[:MAX_QUERY_TERMS]
+    """Distinct terms of a query (question words dropped, ``QUERY_STOPWORDS``), in first-seen
+    order, at most ``MAX_QUERY_TERMS``."""
+    terms = [t for t in dict.fromkeys(tokens(query)) if t not in QUERY_STOPWORDS]
+    return terms[:MAX_QUERY_TERMS]
 
 
 def bm25_sql(filter_sql: str) -> str:
@@ -231,13 +281,13 @@ class TextIndex:
 
     def scores(
         self, terms: list[str], alive: np.ndarray, doc_len: np.ndarray, avgdl: float
-    ) -> tuple[np.ndarray, list[str]]:
-        """Dense BM25 scores over row numbers (0 where no term matches), and the query terms that
-        occur in the corpus ordered most informative (rarest) first."""
+    ) -> TextScores:
+        """BM25 and idf coverage of ``terms`` over every row (see ``TextScores``)."""
         n_rows = len(alive)
         out = np.zeros(n_rows, dtype=np.float32)
+        covered = np.zeros(n_rows, dtype=np.float32)
         n_docs = int(np.count_nonzero(alive))
-        by_idf: list[tuple[float, str]] = []
+        idfs: dict[str, float] = {}
         norm = max(avgdl, 1.0)
         for term in terms:
             rows, tfs = self.postings(term)
@@ -248,11 +298,35 @@ class TextIndex:
             if df == 0:
                 continue
             rows, tfs = rows[live], tfs[live]
-            idf = np.log1p((n_docs - df + 0.5) / (df + 0.5))
+            idf = float(np.log1p((n_docs - df + 0.5) / (df + 0.5)))
             denom = tfs + K1 * (1.0 - B + B * doc_len[rows] / norm)
             out[rows] += (idf * tfs * (K1 + 1.0) / denom).astype(np.float32)
-            by_idf.append((-idf, term))
-        return out, [t for _, t in sorted(by_idf)]
+            covered[np.unique(rows)] += idf
+            idfs[term] = idf
+        return TextScores(out, covered, idfs, n_docs)
+
+
+@dataclass(slots=True)
+class TextScores:
+    """What the text index says about one query, over every row number.
+
+    ``bm25``: the BM25 score (0 where no term matches). ``covered``: the summed idf of the query
+    terms the row contains (each term once, whatever its frequency). ``idf``: each query term
+    that occurs in the corpus, with its idf. ``n_docs``: live rows."""
+
+    bm25: np.ndarray
+    covered: np.ndarray
+    idf: dict[str, float]
+    n_docs: int
+
+    @property
+    def idf_total(self) -> float:
+        return sum(self.idf.values())
+
+    @property
+    def by_idf(self) -> list[str]:
+        """The query terms found in the corpus, most informative (rarest) first."""
+        return sorted(self.idf, key=lambda t: (-self.idf[t], t))
 
 
 def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

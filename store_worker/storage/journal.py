@@ -49,7 +49,8 @@ def encode(rec: Record) -> bytes:
 def decode(payload: bytes) -> Record:
     rid, kind, content, chash, project, tags, session_id, created_at, metadata = (
         _decoder.decode(payload))
-    return Record(rid, kind, content, chash, project, tags, session_id, created_at, metadata, [])
+    return Record.derive(rid, kind, content, chash, project, tags, session_id, created_at,
+                         metadata, [])
 
 
 class Journal:

@@ -20,14 +20,15 @@ ROW_COLUMNS = "id, kind, content, project, tags, session_id, created_at, metadat
 _CHUNK = 5000
 
 _COLS = ("id, kind, content, content_hash, project, tags, session_id, created_at, metadata,"
-         " doc_len, terms, tfs")
-_INSERT_ONE = f"INSERT INTO memories ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+         " doc_len, terms, tfs, files, is_error, n_chunks")
+_INSERT_ONE = f"INSERT INTO memories ({_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 _INSERT_MANY = f"""
     INSERT INTO memories ({_COLS})
     SELECT unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]), unnest(?::VARCHAR[]),
            unnest(?::VARCHAR[]), unnest(?::VARCHAR[][]), unnest(?::VARCHAR[]),
            unnest(?::TIMESTAMPTZ[]), unnest(?::VARCHAR[])::JSON, unnest(?::INTEGER[]),
-           unnest(?::VARCHAR[][]), unnest(?::INTEGER[][])
+           unnest(?::VARCHAR[][]), unnest(?::INTEGER[][]), unnest(?::VARCHAR[][]),
+           unnest(?::BOOLEAN[]), unnest(?::SMALLINT[])
 """
 
 
@@ -37,7 +38,8 @@ def insert_memories(con: duckdb.DuckDBPyConnection, recs: list[Record], terms: l
     if len(recs) == 1:
         r, (words, tfs, dl) = recs[0], terms[0]
         con.execute(_INSERT_ONE, [r.id, r.kind, r.content, r.content_hash, r.project, r.tags,
-                                  r.session_id, r.created_at, r.metadata, dl, words, tfs])
+                                  r.session_id, r.created_at, r.metadata, dl, words, tfs,
+                                  r.files, r.is_error, r.n_chunks])
         return
     for lo in range(0, len(recs), _CHUNK):
         part, tpart = recs[lo : lo + _CHUNK], terms[lo : lo + _CHUNK]
@@ -47,6 +49,7 @@ def insert_memories(con: duckdb.DuckDBPyConnection, recs: list[Record], terms: l
             [r.tags for r in part], [r.session_id for r in part],
             [r.created_at for r in part], [r.metadata for r in part],
             [t[2] for t in tpart], [t[0] for t in tpart], [t[1] for t in tpart],
+            [r.files for r in part], [r.is_error for r in part], [r.n_chunks for r in part],
         ])
 
 
@@ -87,6 +90,30 @@ def write_embeddings(
             f"INSERT INTO memory_embeddings SELECT i.id, f.e FROM (SELECT pos // {DIM} AS row,"
             f" list(v ORDER BY pos)::FLOAT[{DIM}] AS e FROM _vec_values GROUP BY row) f"
             " JOIN _vec_ids i USING (row)")
+    finally:
+        con.unregister("_vec_values")
+        con.unregister("_vec_ids")
+
+
+def write_chunk_vectors(con: duckdb.DuckDBPyConnection, ids: list[str], numbers: list[int],
+                        spans: list[tuple[int, int]], unit: np.ndarray) -> None:
+    """Insert or replace rows of ``memory_chunks`` (the vectors go as in ``write_embeddings``)."""
+    n = len(ids)
+    con.execute(
+        "DELETE FROM memory_chunks WHERE (id, chunk) IN (SELECT (unnest(?::VARCHAR[]),"
+        " unnest(?::INTEGER[])))", [ids, numbers])
+    con.register("_vec_values", {"pos": np.arange(n * DIM, dtype=np.int64),
+                                 "v": np.ascontiguousarray(unit, dtype=np.float32).reshape(-1)})
+    con.register("_vec_ids", {
+        "row": np.arange(n, dtype=np.int64), "id": np.array(ids, dtype=object),
+        "chunk": np.asarray(numbers, dtype=np.int32),
+        "start": np.asarray([s for s, _ in spans], dtype=np.int32),
+        "stop": np.asarray([e for _, e in spans], dtype=np.int32)})
+    try:
+        con.execute(
+            f"INSERT INTO memory_chunks SELECT i.id, i.chunk, i.start, i.stop, f.e FROM"
+            f" (SELECT pos // {DIM} AS row, list(v ORDER BY pos)::FLOAT[{DIM}] AS e"
+            " FROM _vec_values GROUP BY row) f JOIN _vec_ids i USING (row)")
     finally:
         con.unregister("_vec_values")
         con.unregister("_vec_ids")

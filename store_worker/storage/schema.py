@@ -18,15 +18,25 @@ Choices recorded here:
 * ``memories.doc_len`` (terms emitted for the row by ``text_index.tokens``) is the only BM25
   statistic stored; ``N`` and ``avgdl`` are derived from it (``count(*)``, ``avg(doc_len)``) and
   ``df`` from ``memory_terms``.
+* What search filters on is derived from the content at store time and kept in the row:
+  ``files`` (paths the content names) and ``is_error`` (``search.mentions``), so "every memory
+  that mentions src/app.py" is a lookup, not a scan of the top hits.
+* A long memory is also embedded in overlapping chunks (``indexes.chunks``): one row per chunk
+  in ``memory_chunks(id, chunk, start, stop, embedding)``, the character span it covers beside
+  its vector; ``memories.n_chunks`` says how many it has.
+* ``memory_links(newer, older, kind, score)`` records that a memory supersedes an older one
+  (kind ``supersedes``; ``score`` is the evidence, see ``search.supersession``).
 * ``project_dependencies`` accepts projects that have no memories: a dependency can be recorded
   before the other project has stored anything.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import duckdb
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 EMBEDDING_DIM = 384
 DEPENDENCY_TYPES = ("related", "continuation", "reference", "uses", "extends", "shares_code")
 
@@ -84,8 +94,63 @@ _V1 = [
 # while nothing has been written since.
 _V2 = ["CREATE TABLE index_snapshot (token TEXT NOT NULL)"]
 
-# Index i holds the statements that bring the schema from version i to version i + 1.
-MIGRATIONS: list[list[str]] = [_V1, _V2]
+
+
+def _backfill_mentions(con: duckdb.DuckDBPyConnection) -> None:
+    """Derive ``files``, ``is_error`` and ``n_chunks`` of the rows written before version 3,
+    page by page."""
+    from store_worker.indexes import chunks
+    from store_worker.search.mentions import files_mentioned, is_error
+
+    last = ""
+    while True:
+        page = con.execute("SELECT id, content FROM memories WHERE id > ? ORDER BY id LIMIT 2000",
+                           [last]).fetchall()
+        if not page:
+            return
+        changed = [(i, files_mentioned(c), is_error(c), chunks.count(c)) for i, c in page]
+        changed = [row for row in changed if row[1] or row[2] or row[3]]
+        if changed:
+            con.execute(
+                "UPDATE memories SET files = u.files, is_error = u.is_error, n_chunks = u.n"
+                " FROM (SELECT unnest(?::VARCHAR[]) AS id, unnest(?::VARCHAR[][]) AS files,"
+                " unnest(?::BOOLEAN[]) AS is_error, unnest(?::SMALLINT[]) AS n) u"
+                " WHERE memories.id = u.id",
+                [[r[0] for r in changed], [r[1] for r in changed], [r[2] for r in changed],
+                 [r[3] for r in changed]])
+        last = page[-1][0]
+
+
+_V3: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [
+    "ALTER TABLE memories ADD COLUMN files TEXT[] NOT NULL DEFAULT []",
+    "ALTER TABLE memories ADD COLUMN is_error BOOLEAN NOT NULL DEFAULT false",
+    "ALTER TABLE memories ADD COLUMN n_chunks SMALLINT NOT NULL DEFAULT 0",
+    f"""
+    CREATE TABLE memory_chunks (
+        id        TEXT NOT NULL,
+        chunk     INTEGER NOT NULL,
+        start     INTEGER NOT NULL,
+        stop      INTEGER NOT NULL,
+        embedding FLOAT[{EMBEDDING_DIM}] NOT NULL,
+        PRIMARY KEY (id, chunk)
+    )
+    """,
+    """
+    CREATE TABLE memory_links (
+        newer      TEXT NOT NULL,
+        older      TEXT NOT NULL,
+        kind       TEXT NOT NULL,
+        score      FLOAT NOT NULL,
+        created_at TIMESTAMPTZ NOT NULL,
+        PRIMARY KEY (newer, older, kind)
+    )
+    """,
+    _backfill_mentions,
+]
+
+# Index i holds the steps (SQL, or a function of the connection) that bring the schema from
+# version i to version i + 1.
+MIGRATIONS: list[list] = [_V1, _V2, _V3]
 
 
 class SchemaError(RuntimeError):
@@ -112,8 +177,11 @@ def migrate(con: duckdb.DuckDBPyConnection) -> int:
     for target in range(version + 1, SCHEMA_VERSION + 1):
         con.execute("BEGIN")
         try:
-            for statement in MIGRATIONS[target - 1]:
-                con.execute(statement)
+            for step in MIGRATIONS[target - 1]:
+                if callable(step):
+                    step(con)
+                else:
+                    con.execute(step)
             con.execute("INSERT INTO schema_version (version) VALUES (?)", [target])
             con.execute("COMMIT")
         except BaseException:
