@@ -1,9 +1,11 @@
-"""Tools that search memory. Every search is hybrid (BM25 + vector, time-decayed) unless the
-embedding pool is down, in which case it runs on keywords and the result's ``note`` says so."""
+"""Tools that search memory. Every search ranks by relevance (meaning and keywords, see the
+README's "How search ranks") unless the embedding pool is down, in which case it runs on
+keywords and the result's ``note`` says so. What a memory mentions (file paths, errors) was
+found when it was stored, so those searches are lookups over every memory, paged, not filters
+over the top hits."""
 
 from __future__ import annotations
 
-import re
 from collections import Counter
 from dataclasses import dataclass
 from typing import Annotated
@@ -11,20 +13,35 @@ from typing import Annotated
 from fastmcp import FastMCP
 from pydantic import Field
 
-from gateway.results import MemoryHit, SearchResult, hit, search_result
+from gateway.results import (
+    MemoriesResult,
+    MemoryHit,
+    SearchResult,
+    full_memory,
+    hit,
+    search_result,
+)
 from shared import protocol as p
 
 READ_ONLY = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
 
 Query = Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")]
 Limit = Annotated[int, Field(ge=1, le=100, description="How many results.")]
-MinScore = Annotated[float, Field(ge=0.0, le=1.0, description="Drop results scoring below.")]
+Offset = Annotated[int, Field(ge=0, le=10_000, description="Results to skip (paging).")]
+MinScore = Annotated[float, Field(ge=0.0, le=1.0, description=(
+    "Drop results scoring below this (the score is a relevance in 0..1: about 0.5 and up is a "
+    "strong match, under 0.05 a weak one)."))]
 ProjectFilter = Annotated[str | None, Field(max_length=200, description=(
     "Only this project's memories; all projects when omitted."))]
-
-FILE_RE = re.compile(r"(?:[\w.-]+/)*[\w-]+\.[A-Za-z0-9]{1,8}\b")
-ERROR_RE = re.compile(r"\b\w*(?:Error|Exception)\b|Traceback|\bE[A-Z]{3,}\b|\bfail(?:ed|ure)?\b"
-                      r"|\berror\b|\bpanic\b|\bsegfault\b", re.IGNORECASE)
+Kinds = Annotated[list[Annotated[str, Field(max_length=32)]] | None, Field(
+    max_length=16, description="Only these kinds (reflection, conversation, ...).")]
+Tags = Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
+    max_length=32, description="Only memories with any of these tags.")]
+Decay = Annotated[bool | None, Field(description=(
+    "Time preference. Omitted: rank by relevance; age only breaks near-ties, and the question's "
+    "own words steer it (\"now\", \"latest\" favour the newest memory on the subject; "
+    "\"last week\" favours that week). true: multiply by a half-life decay (favour recent). "
+    "false: no time preference at all."))]
 
 
 @dataclass
@@ -56,27 +73,40 @@ def register(mcp: FastMCP, gw) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def reflect_on_past(
         query: Query, limit: Limit = 10, min_score: MinScore = 0.0,
-        project: ProjectFilter = None,
-        decay: Annotated[bool, Field(description="Favour recent memories.")] = True,
-        kinds: Annotated[list[Annotated[str, Field(max_length=32)]] | None, Field(
-            max_length=16, description="Only these kinds (reflection, conversation, ...).")] = None,
-        tags: Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
-            max_length=32, description="Only memories with any of these tags.")] = None,
+        project: ProjectFilter = None, decay: Decay = None, kinds: Kinds = None,
+        tags: Tags = None,
     ) -> SearchResult:
-        """Search memory in depth; each result shows its score parts (bm25, vector, decay)."""
+        """Search memory in depth, with filters; each result shows its score parts
+        (relevance, vector, keyword, bm25, recency) and supersession links."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
                                       min_score=min_score, decay=decay, kinds=kinds,
                                       tags_any=tags)
         return search_result(query, reply, note)
 
     @mcp.tool(annotations=READ_ONLY)
-    async def get_more_results(query: Query,
-                               offset: Annotated[int, Field(ge=0, le=10_000)] = 10,
-                               limit: Limit = 10, project: ProjectFilter = None) -> SearchResult:
-        """The next page of a search: results from `offset` on."""
+    async def get_more_results(
+        query: Query, offset: Offset = 10, limit: Limit = 10, project: ProjectFilter = None,
+        min_score: MinScore = 0.0, decay: Decay = None, kinds: Kinds = None, tags: Tags = None,
+    ) -> SearchResult:
+        """The next page of a search: results from `offset` on. Pass the same filters as the
+        first search (project, kinds, tags, decay, min_score) to page through the same list."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
-                                      offset=offset)
+                                      offset=offset, min_score=min_score, decay=decay,
+                                      kinds=kinds, tags_any=tags)
         return search_result(query, reply, note, offset=offset)
+
+    @mcp.tool(annotations=READ_ONLY)
+    async def get_memory(
+        ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
+                       Field(min_length=1, max_length=100, description=(
+                           "Memory ids (from search results)."))],
+    ) -> MemoriesResult:
+        """Memories by id with their full content (search results show the first 2,000
+        characters)."""
+        reply = await gw.call(p.SERVICE_STORE, p.GetMemories(ids=list(dict.fromkeys(ids))))
+        found = [full_memory(m) for m in reply.items]
+        have = {m.id for m in found}
+        return MemoriesResult(memories=found, missing=[i for i in ids if i not in have])
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_summary(query: Query, project: ProjectFilter = None) -> SearchSummary:
@@ -95,15 +125,15 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_by_file(
-        file_path: Annotated[str, Field(min_length=1, max_length=1024)],
-        limit: Limit = 10, project: ProjectFilter = None,
+        file_path: Annotated[str, Field(min_length=1, max_length=1024, description=(
+            "A path or file name; `src/app.py` also finds mentions of `/repo/src/app.py`."))],
+        limit: Limit = 10, offset: Offset = 0, project: ProjectFilter = None,
     ) -> SearchResult:
-        """Memories that mention a file (by path or file name)."""
-        name = file_path.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1].lower()
-        reply, note = await gw.search(file_path, projects=_projects(project), limit=100,
-                                      decay=False)
-        reply.hits = [h for h in reply.hits if name in h.memory.content.lower()][:limit]
-        return search_result(file_path, reply, note)
+        """Every memory that names a file, newest first, paged (total_candidates says how
+        many there are)."""
+        reply, note = await gw.search("", projects=_projects(project), limit=limit,
+                                      offset=offset, file_path=file_path, order="newest")
+        return search_result(file_path, reply, note, offset=offset)
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_by_concept(
@@ -114,37 +144,39 @@ def register(mcp: FastMCP, gw) -> None:
         reply, note = await gw.search(concept, projects=_projects(project), limit=limit)
         files = None
         if include_files:
-            found = Counter(f for h in reply.hits for f in FILE_RE.findall(h.memory.content))
+            found = Counter(f for h in reply.hits for f in h.memory.files)
             files = [f for f, _ in found.most_common(20)]
         return search_result(concept, reply, note, files=files)
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_errors(
-        query: Annotated[str | None, Field(max_length=2000)] = None,
+        query: Annotated[str | None, Field(max_length=2000, description=(
+            "What the error was about; omitted: the newest errors first."))] = None,
         error_type: Annotated[str | None, Field(max_length=200, description=(
-            "e.g. TypeError, ECONNREFUSED, segfault"))] = None,
-        limit: Limit = 10, project: ProjectFilter = None,
+            "Only errors naming this, e.g. TypeError, ECONNREFUSED, segfault"))] = None,
+        limit: Limit = 10, offset: Offset = 0, project: ProjectFilter = None,
     ) -> SearchResult:
-        """Past errors and how they were handled: memories that mention errors, failures or
-        tracebacks, optionally of one type or about a topic."""
-        text = " ".join(x for x in (error_type, query) if x) or "error exception traceback failed"
-        reply, note = await gw.search(text, projects=_projects(project), limit=100)
-        wanted = error_type.lower() if error_type else None
-        reply.hits = [h for h in reply.hits if ERROR_RE.search(h.memory.content)
-                      and (wanted is None or wanted in h.memory.content.lower())][:limit]
-        return search_result(text, reply, note)
+        """Past errors and how they were handled: memories about an exception, a failure, a
+        traceback or an errno, optionally naming one error type, optionally about a topic."""
+        text = query or ""
+        reply, note = await gw.search(
+            text, projects=_projects(project), limit=limit, offset=offset, errors_only=True,
+            must_contain=error_type or None, order="relevance" if text.strip() else "newest")
+        return search_result(text, reply, note, offset=offset)
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_temporal(
         time_expression: Annotated[str, Field(min_length=1, max_length=200, description=(
             "e.g. today, yesterday, last week, past 3 days, since 2026-01-01"))],
-        query: Annotated[str | None, Field(max_length=2000)] = None,
-        limit: Limit = 20, project: ProjectFilter = None,
+        query: Annotated[str | None, Field(max_length=2000, description=(
+            "What about; omitted: every memory of the period, newest first."))] = None,
+        limit: Limit = 20, offset: Offset = 0, project: ProjectFilter = None,
     ) -> SearchResult:
-        """Memories from a time range given in words, optionally about a topic."""
+        """Memories from a time range given in words (in your time zone), optionally about a
+        topic."""
         reply, note = await gw.search(query or "", projects=_projects(project), limit=limit,
-                                      time_expression=time_expression)
-        return search_result(query or "", reply, note)
+                                      offset=offset, time_expression=time_expression)
+        return search_result(query or "", reply, note, offset=offset)
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_across_projects(

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
 
@@ -51,7 +53,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     restart_backoff_max_s: float = 5.0
     log_level: str = "INFO"
     project: str = ""  # default project name; empty: the gateway's working directory's name
-    decay_half_life_days: float = 30.0  # search time decay: a memory's weight halves this often
+    # Half-life of the explicit time decay (a search with decay=true); the default ranking only
+    # uses age to break near-ties.
+    decay_half_life_days: float = 30.0
+    # IANA time zone in which "today", "yesterday", "last week" are meant; empty: the machine's.
+    timezone: str = ""
     # Import/export may touch files only under the data dir, the user's home dir and these
     # (os.pathsep-separated) directories.
     io_roots: str = ""
@@ -129,8 +135,39 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
     if cfg.decay_half_life_days <= 0:
         raise ConfigError("decay_half_life_days must be positive")
+    if cfg.timezone:
+        try:
+            zone_of(cfg.timezone)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
     if cfg.curve_keys_dir:
         raise ConfigError("curve_keys_dir (CurveZMQ over TCP) is not supported yet")
+
+
+def zone_of(name: str = "") -> tzinfo:
+    """The time zone called ``name`` (IANA), or, for "", the machine's: ``TZ``, else the zone
+    ``/etc/localtime`` links to, else the current UTC offset."""
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {name!r} (an IANA name like "
+                             "Europe/Berlin is expected)") from None
+    for candidate in (os.environ.get("TZ", "").lstrip(":"), _localtime_link()):
+        if candidate:
+            try:
+                return ZoneInfo(candidate)
+            except (ZoneInfoNotFoundError, ValueError):
+                continue
+    return datetime.now().astimezone().tzinfo or UTC
+
+
+def _localtime_link() -> str:
+    try:
+        target = os.readlink("/etc/localtime")
+    except OSError:
+        return ""
+    return target.split("zoneinfo/", 1)[1] if "zoneinfo/" in target else ""
 
 
 def make_private_dir(path: Path) -> None:

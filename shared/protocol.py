@@ -119,9 +119,16 @@ class Search(msgspec.Struct, tag=True):
     time_expression: str | None = None  # "last week", "past 3 days", ... (sets since/until)
     limit: int = 10
     offset: int = 0
-    min_score: float = 0.0
-    decay: bool = True
+    min_score: float = 0.0  # on the final score (a relevance in 0..1)
+    # None: relevance with a slight recency tie-break and the question's own time cues ("now",
+    # "last week"); True: relevance x 0.5 ** (age / half_life_days); False: no time preference
+    decay: bool | None = None
     half_life_days: float | None = None  # None: the store's configured default
+    errors_only: bool = False  # only memories about an error (found at store time)
+    file_path: str | None = None  # only memories naming this file (found at store time)
+    must_contain: str | None = None  # only memories holding every word of this
+    order: Literal["relevance", "newest"] = "relevance"  # no query at all: newest
+    fusion: Literal["relevance", "rrf", "vector", "keyword"] = "relevance"  # for comparisons
 
 
 class GetMemories(msgspec.Struct, tag=True):
@@ -240,21 +247,27 @@ class Memory(msgspec.Struct):
     session_id: str | None
     created_at: str
     metadata: dict[str, Any]
+    files: list[str] = []  # file paths the content names (search results only)
 
 
 class Hit(msgspec.Struct):
     memory: Memory
     snippet: str
-    score: float  # fused, decayed, 0..1
+    score: float  # the final score, 0..1 (relevance adjusted for time)
     bm25: float
-    vector: float | None  # cosine similarity; None in keyword mode or not yet embedded
-    rrf: float
-    decay: float
+    vector: float | None  # best cosine (whole or chunk); None in keyword mode or not embedded
+    rrf: float  # 0 unless fusion="rrf"
+    decay: float  # the recency factor 0..1 (1 = now)
+    keyword: float = 0.0  # share of the query's information matched, 0..1
+    relevance: float = 0.0  # before time adjustments, 0..1
+    chunk: int = -1  # the chunk of a long memory whose vector matched best; -1 the whole
+    supersedes: list[str] = []  # ids of older memories this one restates with a new fact
+    superseded_by: str | None = None  # id of a newer memory that supersedes this one
 
 
 class SearchHits(msgspec.Struct, tag=True):
     hits: list[Hit]
-    mode: Literal["hybrid", "keyword"]
+    mode: Literal["hybrid", "keyword", "recent"]  # recent: no query, newest first
     total_candidates: int
     since: str | None = None  # the time range applied, if any
     until: str | None = None

@@ -19,6 +19,7 @@ import duckdb
 import numpy as np
 
 from shared import protocol as p
+from shared.config import zone_of
 from shared.errors import BadRequest, Internal, SessiondError
 from shared.paths import check_io_path
 from shared.transport import endpoints
@@ -49,6 +50,7 @@ class StoreWorker(Worker):
         except (duckdb.Error, OSError) as exc:
             raise SessiondError(f"cannot open {self.cfg.db_path}: {exc}") from exc
         log.info("opened %s: %d memories", self.cfg.db_path, self.store.count)
+        self.tz = zone_of(self.cfg.timezone)  # where "today" and "last week" are meant
         self.filler = EmbedFiller(endpoints(self.cfg).clients, self.run_on_db, self.store,
                                   in_flight=2 * self.cfg.embed_workers)
         self.filler.start()
@@ -174,20 +176,20 @@ class StoreWorker(Worker):
         since, until = q.since, q.until
         if q.time_expression:
             try:
-                since, until = timeexpr.parse(q.time_expression)
+                since, until = timeexpr.parse(q.time_expression, tz=self.tz)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from exc
         vector = None
         if q.query_vector is not None:
             vector = np.frombuffer(q.query_vector, dtype="<f4")
-        half_life = q.half_life_days or self.cfg.decay_half_life_days
         result = self.store.search(
             q.query, query_vector=vector, projects=q.projects, kinds=q.kinds,
-            tags_any=q.tags_any, tags_all=q.tags_all, since=since, until=until, limit=q.limit,
-            offset=q.offset, min_score=q.min_score, decay=q.decay, half_life_days=half_life)
-        hits = [p.Hit(memory=_memory(h), snippet=h["snippet"], score=h["score"],
-                      bm25=h["parts"]["bm25"], vector=h["parts"]["vector"],
-                      rrf=h["parts"]["rrf"], decay=h["parts"]["decay"]) for h in result.hits]
+            tags_any=q.tags_any, tags_all=q.tags_all, since=since, until=until,
+            errors_only=q.errors_only, file_path=q.file_path, must_contain=q.must_contain,
+            limit=q.limit, offset=q.offset, min_score=q.min_score, order=q.order,
+            decay=q.decay, half_life_days=q.half_life_days or self.cfg.decay_half_life_days,
+            fusion=q.fusion, tz=self.tz)
+        hits = [_hit(h) for h in result.hits]
         return p.SearchHits(hits=hits, mode=result.mode, total_candidates=result.total_candidates,
                             since=_iso(since), until=_iso(until))
 
@@ -244,7 +246,16 @@ def _item(r: p.Remember) -> dict[str, Any]:
 def _memory(row: dict[str, Any]) -> p.Memory:
     return p.Memory(id=row["id"], kind=row["kind"], content=row["content"],
                     project=row["project"], tags=row["tags"], session_id=row["session_id"],
-                    created_at=row["created_at"], metadata=row["metadata"])
+                    created_at=row["created_at"], metadata=row["metadata"],
+                    files=row.get("files", []))
+
+
+def _hit(h: dict[str, Any]) -> p.Hit:
+    parts = h["parts"]
+    return p.Hit(memory=_memory(h), snippet=h["snippet"], score=h["score"], bm25=parts["bm25"],
+                 vector=parts["vector"], rrf=parts.get("rrf", 0.0), decay=parts["recency"],
+                 keyword=parts["keyword"], relevance=parts["relevance"], chunk=parts["chunk"],
+                 supersedes=h["supersedes"], superseded_by=h["superseded_by"])
 
 
 def _iso(value) -> str | None:

@@ -85,7 +85,7 @@ def test_finds_by_meaning_identifier_and_error_text(mem):
     asyncio.run(scenario())
 
 
-def test_decay_ranks_newer_first_and_can_be_switched_off(mem):
+def test_linked_projects_and_the_time_preferences(mem):
     env, home = mem
     now = datetime.now(UTC)
     text = "Use exponential backoff with jitter when retrying the payment webhook"
@@ -111,12 +111,17 @@ def test_decay_ranks_newer_first_and_can_be_switched_off(mem):
                 "source_project": "p-old", "target_project": "p-new",
                 "dependency_type": "continuation"})
             on = await call(client, "search_across_projects", {**query, "current_project": "p-old"})
+            # equally relevant: the default lets the newer one win the tie, by a hair
             assert [r["project"] for r in on["results"]] == ["p-new", "p-old"]
-            assert on["results"][0]["score"] > on["results"][1]["score"]
+            assert 0 < on["results"][0]["score"] - on["results"][1]["score"] < 0.02
+            decayed = await call(client, "reflect_on_past", {**query, "decay": True,
+                                                             "project": "p-old"})
+            old = next(r for r in decayed["results"] if r["project"] == "p-old")
+            assert old["parts"]["recency"] < 0.01 and old["score"] < 0.01  # explicit decay
             off = await call(client, "reflect_on_past", {**query, "decay": False})
             scores = [r["score"] for r in off["results"] if r["project"] in ("p-old", "p-new")]
             assert len(scores) == 2 and scores[0] == pytest.approx(scores[1])
-            assert all(r["parts"]["decay"] == 1.0 for r in off["results"])
+            assert all(r["score"] == r["parts"]["relevance"] for r in off["results"])
 
     asyncio.run(scenario())
 

@@ -184,12 +184,14 @@ def test_hit_shape_and_snippet(store):
     r = store.add("handoff", long, "p", ["net"], "sess", {"a": 1}, created_at=NOW)
     [hit] = store.search("ECONNREFUSED", now=NOW).hits
     assert set(hit) == {"id", "kind", "content", "snippet", "project", "tags", "session_id",
-                        "created_at", "metadata", "score", "parts"}
+                        "created_at", "metadata", "score", "parts", "files", "supersedes",
+                        "superseded_by"}
     assert hit["id"] == r.id and hit["content"] == long.strip()
     assert "ECONNREFUSED" in hit["snippet"] and len(hit["snippet"]) <= 205
     assert hit["snippet"].startswith("…") and hit["snippet"].endswith("…")
-    assert set(hit["parts"]) == {"bm25", "vector", "rrf", "decay"}
-    assert hit["score"] == pytest.approx(1.0)  # first of one list, created "now"
+    assert set(hit["parts"]) == {"bm25", "vector", "keyword", "relevance", "recency", "chunk"}
+    assert hit["score"] > 0.9  # an exact identifier match is a strong match on its own
+    assert hit["supersedes"] == [] and hit["superseded_by"] is None
 
 
 def test_hybrid_search_ranks_the_vector_near_document_first(store):
@@ -203,8 +205,8 @@ def test_hybrid_search_ranks_the_vector_near_document_first(store):
     assert res.mode == "hybrid"
     assert res.hits[0]["id"] == ids[1]
     assert res.hits[0]["parts"]["vector"] > 0.95
-    assert res.hits[0]["score"] == pytest.approx(1.0, abs=1e-3)
-    assert res.hits[0]["score"] > res.hits[1]["score"]
+    assert res.hits[0]["score"] > 0.9  # near-identical meaning: a strong match
+    assert res.hits[1]["score"] < 0.05  # the same keywords, unrelated meaning: a weak one
 
 
 def test_unembedded_rows_are_found_by_keywords_in_hybrid_mode(store):
@@ -221,24 +223,41 @@ def test_unembedded_rows_are_found_by_keywords_in_hybrid_mode(store):
 
 def test_hybrid_with_nothing_embedded_scores_like_keyword_search(store):
     r = store.add("note", "only keywords so far", "p", created_at=NOW).id
-    res = store.search("keywords", query_vector=unit(3), now=NOW, min_score=0.9)
-    assert res.mode == "hybrid" and ids_of(res) == [r]
-    assert res.hits[0]["score"] == pytest.approx(1.0)
+    hybrid = store.search("keywords", query_vector=unit(3), now=NOW)
+    keyword = store.search("keywords", now=NOW)
+    assert hybrid.mode == "hybrid" and ids_of(hybrid) == ids_of(keyword) == [r]
+    assert hybrid.hits[0]["score"] == pytest.approx(keyword.hits[0]["score"])
 
 
-def test_decay_prefers_the_newer_of_two_equally_relevant_memories(store):
-    old = store.add("note", "flaky test in the retry loop retry", "p",
-                    created_at=NOW - timedelta(days=90)).id
-    new = store.add("note", "retry loop has a flaky test", "p",
-                    created_at=NOW - timedelta(days=1)).id
-    decayed = store.search("flaky retry", now=NOW)
+def test_an_old_exact_answer_beats_a_fresh_weak_match_at_the_defaults(store):
+    """Regression: the old default multiplied by 0.5 ** (age / 30 days), so a memory written
+    in the summer lost to any fresh, weak match in the winter."""
+    old = store.add("note", "we pin the payments SDK to 4.2 because 4.3 broke refunds", "p",
+                    created_at=NOW - timedelta(days=200)).id
+    fresh = store.add("note", "lunch order for the team offsite", "p",
+                      created_at=NOW - timedelta(hours=1)).id
+    store.set_embeddings([old, fresh], np.stack([unit(1), unit(2)]))
+    res = store.search("payments SDK version", query_vector=near(unit(1), 5, eps=0.6), now=NOW)
+    assert ids_of(res) == [old, fresh]
+    assert res.hits[0]["score"] > 10 * res.hits[1]["score"]
+
+
+def test_recency_breaks_near_ties_and_decay_is_still_an_explicit_option(store):
+    text = "flaky test in the retry loop"
+    old = store.add("note", text, "p1", created_at=NOW - timedelta(days=90)).id
+    new = store.add("note", text, "p2", created_at=NOW - timedelta(days=1)).id
+    plain = store.search("flaky retry", now=NOW)  # equally relevant: the newer first
+    assert ids_of(plain) == [new, old]
+    assert plain.hits[0]["score"] == pytest.approx(plain.hits[1]["score"], abs=0.01)
+    decayed = store.search("flaky retry", now=NOW, decay=True)  # half-life 30 days
     assert ids_of(decayed) == [new, old]
-    assert decayed.hits[1]["parts"]["decay"] == pytest.approx(0.5 ** 3)
-    plain = store.search("flaky retry", now=NOW, decay=False)
-    assert ids_of(plain) == [old, new]  # the older one matches "retry" twice
-    assert all(h["parts"]["decay"] == 1.0 for h in plain.hits)
-    slow = store.search("flaky retry", now=NOW, half_life_days=10_000)
-    assert ids_of(slow) == [old, new]
+    assert decayed.hits[1]["parts"]["recency"] == pytest.approx(0.5 ** 3)
+    assert decayed.hits[1]["score"] == pytest.approx(
+        0.5 ** 3 * decayed.hits[1]["parts"]["relevance"])
+    off = store.search("flaky retry", now=NOW, decay=False)
+    assert [h["score"] for h in off.hits] == [h["parts"]["relevance"] for h in off.hits]
+    slow = store.search("flaky retry", now=NOW, decay=True, half_life_days=10_000)
+    assert slow.hits[0]["score"] == pytest.approx(slow.hits[1]["score"], rel=0.01)
 
 
 def test_filters(store):
@@ -286,17 +305,19 @@ def test_limit_offset_and_min_score(store):
     assert len(first.hits) == 10 and len(second.hits) == 10
     assert not set(ids_of(first)) & set(ids_of(second))
     assert set(ids_of(store.search("common", limit=30, now=NOW))) == set(ids)
-    assert store.search("common", min_score=1.0, now=NOW, decay=False).total_candidates == 30
     store.set_embeddings(ids[:5], np.stack([unit(i) for i in range(5)]))
-    strict = store.search("common", query_vector=unit(0), min_score=0.999, now=NOW, decay=False)
-    assert ids_of(strict) == [ids[0]]  # the only one first in both lists
+    # the score is a relevance: only the memory whose meaning matches clears 0.5
+    strict = store.search("common", query_vector=unit(0), min_score=0.5, now=NOW)
+    assert ids_of(strict) == [ids[0]] and strict.total_candidates == 1
+    assert store.search("common", min_score=1.0, now=NOW).total_candidates == 0
 
 
 @pytest.mark.parametrize(
     "kwargs",
     [{"limit": 0}, {"limit": 1001}, {"offset": -1}, {"min_score": 1.5},
      {"half_life_days": 0}, {"query_vector": np.ones(3)}, {"query_vector": np.zeros(384)},
-     {"kinds": "note"}, {"since": "not a date"}],
+     {"kinds": "note"}, {"since": "not a date"}, {"fusion": "magic"}, {"order": "random"},
+     {"must_contain": "   "}],
 )
 def test_search_rejects_bad_arguments(store, kwargs):
     with pytest.raises(InvalidInput):
@@ -313,7 +334,7 @@ def test_bm25_matches_the_sql_reference(store):
     n = len(cat)
     for query in ["alpha", "beta gamma", "parse_config_v2 delta", "alpha zeta"]:
         terms = query_terms(query)
-        dense, _ = store.text_index.scores(terms, cat.alive[:n], cat.doc_len[:n], cat.avgdl)
+        dense = store.text_index.scores(terms, cat.alive[:n], cat.doc_len[:n], cat.avgdl).bm25
         sql = store.con.execute(
             bm25_sql("TRUE"), bm25_params(terms, cat.n_alive, cat.avgdl, [], 100)).fetchall()
         assert {mid: pytest.approx(score, rel=1e-5) for mid, score in sql} == {
@@ -366,7 +387,7 @@ def test_delete_removes_rows_terms_and_vectors(store):
     assert store.con.execute(
         "SELECT count(*) FROM memory_terms WHERE memory_id = ?", [gone]).fetchall() == [(0,)]
     assert store.con.execute("SELECT count(*) FROM memory_embeddings").fetchall() == [(1,)]
-    assert len(store.vector_index) == 1
+    assert len(store.vectors) == 1
     # the same content can be stored again once deleted
     assert not store.add("note", "delete this xylophone note", "a").duplicate
 
@@ -392,7 +413,7 @@ def test_reopen_rebuilds_indexes_and_keeps_rows(path):
         s.delete(ids=[b])
         before = s.search("quokka", query_vector=unit(1), now=NOW)
     with MemoryStore(path) as s:
-        assert len(s.vector_index) == 1 and len(s.catalog) == 2
+        assert len(s.vectors) == 1 and len(s.catalog) == 2
         assert s.pending_embeddings(10) == [(c, "third quokka, never embedded")]
         after = s.search("quokka", query_vector=unit(1), now=NOW)
         assert ids_of(after) == ids_of(before) == [a, c]
@@ -483,6 +504,6 @@ def test_stats(store):
     assert stats["by_kind"] == {"note": 2, "reflection": 1}
     assert stats["by_project"] == {"p1": 2, "p2": 1}
     assert (stats["embedded"], stats["pending_embeddings"]) == (1, 2)
-    assert stats["db_bytes"] > 0 and stats["schema_version"] == 2
+    assert stats["db_bytes"] > 0 and stats["schema_version"] == 3
     store.delete(ids=[c])
     assert store.count == 2 and store.stats()["memories"] == 2
