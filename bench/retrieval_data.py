@@ -12,7 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from store_worker.indexes.text_index import tokens
+from store_worker.indexes.text_index import QUERY_STOPWORDS, tokens
 
 DATA = Path(__file__).resolve().parent / "data" / "retrieval"
 CATEGORIES = ("paraphrase", "identifier", "code", "error", "update", "temporal",
@@ -70,8 +70,10 @@ def load(data_dir: Path = DATA) -> Dataset:
 
 
 def content_words(text: str) -> set[str]:
-    """Index terms of 3+ characters (the store's own tokeniser, stop words dropped)."""
-    return {t for t in tokens(text) if len(t) >= 3 and not t.isdigit()}
+    """Index terms of 3+ characters (the store's own tokeniser), without the stop words and
+    question words a query drops."""
+    return {t for t in tokens(text)
+            if len(t) >= 3 and not t.isdigit() and t not in QUERY_STOPWORDS}
 
 
 def problems(ds: Dataset) -> list[str]:
