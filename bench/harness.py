@@ -76,7 +76,7 @@ def running_stack(home: Path | None = None, *, ready_timeout_s: float = 60, **se
     env = stack_env(home, **settings)
     cfg = load_config(env)
     t0 = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "stack"], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "sessiond", "stack"], env=env, cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
     try:

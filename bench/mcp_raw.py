@@ -1,6 +1,6 @@
 """A minimal MCP client over stdio for benchmarks: JSON-RPC lines in, JSON-RPC lines out.
 
-It speaks the real protocol to the real gateway (``python -m cli serve``): the ``initialize``
+It speaks the real protocol to the real gateway (``python -m sessiond serve``): the ``initialize``
 request, the ``notifications/initialized`` notification, then ``tools/call`` requests, one at a
 time. What it leaves out is what a Python client library adds on its own side of each call: the
 ``fastmcp.Client`` validates every structured result against the tool's output schema with
@@ -34,7 +34,7 @@ class RawMcpClient:
 
     async def __aenter__(self) -> Self:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "cli", "serve", cwd=str(self.cwd), env=self.env,
+            sys.executable, "-m", "sessiond", "serve", cwd=str(self.cwd), env=self.env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
         await self._request("initialize", {
             "protocolVersion": PROTOCOL_VERSION, "capabilities": {},

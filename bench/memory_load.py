@@ -5,7 +5,7 @@
 In one run it measures and prints, next to the bars of the issue (PASS/FAIL):
 
 1. **MCP latency at N memories** (N = 1k and 100k; 1M only with ``--with-1m``): a real MCP
-   client (``fastmcp.Client`` over stdio, spawning ``python -m cli serve``) calls
+   client (``fastmcp.Client`` over stdio, spawning ``python -m sessiond serve``) calls
    ``store_reflection`` (distinct texts) and ``quick_search`` / ``reflect_on_past`` (distinct
    queries, every reply checked to be ``mode == "hybrid"``); the figure is the client-side wall
    time of each call (``time.perf_counter``), p50/p95. The first few calls of each tool are a
@@ -80,7 +80,7 @@ def _mcp_client(env: dict[str, str]):
     from fastmcp import Client
     from fastmcp.client.transports import StdioTransport
 
-    transport = StdioTransport(sys.executable, ["-m", "cli", "serve"], env=env,
+    transport = StdioTransport(sys.executable, ["-m", "sessiond", "serve"], env=env,
                                cwd=str(REPO), keep_alive=False)
     return Client(transport, timeout=60, init_timeout=60)
 

@@ -70,7 +70,7 @@ def spawn_detached(cfg: Config) -> None:
     """
     log.info("starting a stack for %s", cfg.home)
     env = {**os.environ, **to_environ(cfg)}
-    subprocess.run([sys.executable, "-m", "cli", "stack", "--detach"], env=env,
+    subprocess.run([sys.executable, "-m", "sessiond", "stack", "--detach"], env=env,
                    stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                    stderr=subprocess.DEVNULL, check=True, timeout=30)
 
@@ -78,7 +78,7 @@ def spawn_detached(cfg: Config) -> None:
 def launch_stack_process(cfg: Config) -> int:
     """Used by ``sessiond stack --detach``: start the foreground stack in its own session."""
     with open(cfg.log_dir / "stack.out", "ab") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "cli", "stack"],
+        proc = subprocess.Popen([sys.executable, "-m", "sessiond", "stack"],
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                                 start_new_session=True, close_fds=True)
     return proc.pid

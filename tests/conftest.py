@@ -71,7 +71,7 @@ class Stack:
 
     def __init__(self, home: Path, env: dict[str, str]) -> None:
         self.home = home
-        self.proc = subprocess.Popen([sys.executable, "-m", "cli", "stack"], env=env,
+        self.proc = subprocess.Popen([sys.executable, "-m", "sessiond", "stack"], env=env,
                                      cwd=REPO, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         wait_for(lambda: (stack_info(home) or {}).get("pid") == self.proc.pid, 15,
@@ -128,7 +128,7 @@ def gateway_client(env: dict[str, str], timeout: float = 60):
     from fastmcp import Client
     from fastmcp.client.transports import StdioTransport
 
-    transport = StdioTransport(sys.executable, ["-m", "cli", "serve"], env=env,
+    transport = StdioTransport(sys.executable, ["-m", "sessiond", "serve"], env=env,
                                cwd=str(REPO), keep_alive=False)
     return Client(transport, timeout=timeout, init_timeout=30)
 

@@ -10,7 +10,7 @@ from conftest import REPO, stack_info
 
 
 def sessiond(env, *args, timeout=90):
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO, check=False,
+    return subprocess.run([sys.executable, "-m", "sessiond", *args], env=env, cwd=REPO, check=False,
                           capture_output=True, text=True, timeout=timeout)
 
 

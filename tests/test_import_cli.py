@@ -11,7 +11,7 @@ from pathlib import Path
 
 from conftest import REPO, base_env, kill_stack_processes
 
-from cli.transcripts import (
+from sessiond.transcripts import (
     MAX_CONTENT_BYTES,
     find_transcripts,
     is_export_file,
@@ -25,7 +25,7 @@ CWD = "/home/me/proj"
 
 
 def sessiond(env, *args, timeout=90):
-    return subprocess.run([sys.executable, "-m", "cli", *args], env=env, cwd=REPO,
+    return subprocess.run([sys.executable, "-m", "sessiond", *args], env=env, cwd=REPO,
                           check=False, capture_output=True, text=True, timeout=timeout)
 
 
@@ -143,7 +143,7 @@ def test_import_transcripts_incremental_then_export_roundtrip(env, home):
         f.write(line("user", "Also document it in the README", "2025-06-02T08:05:00Z", S2,
                      "u-2-5") + "\n")
     env_here = {**env}
-    out = subprocess.run([sys.executable, "-m", "cli", "import", s2.name], env=env_here,
+    out = subprocess.run([sys.executable, "-m", "sessiond", "import", s2.name], env=env_here,
                          cwd=s2.parent, capture_output=True, text=True, timeout=90, check=False)
     got = summary(out)
     assert (got["files"], got["turns read"], got["added"], got["already present"]) == (1, 3, 1, 2)

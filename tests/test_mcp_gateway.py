@@ -47,14 +47,14 @@ def test_two_gateways_at_once_share_one_stack(env, home):
     assert pid_a == pid_b
     assert workers_a["store"] == workers_b["store"]
     stacks = [p for p in psutil.process_iter(["cmdline"])
-              if p.info["cmdline"] and p.info["cmdline"][-2:] == ["cli", "stack"]
+              if p.info["cmdline"] and p.info["cmdline"][-2:] == ["sessiond", "stack"]
               and p.environ().get("SESSIOND_HOME") == str(home)]
     assert len(stacks) == 1
 
 
 def test_stdout_carries_only_json_rpc(env, home):
     """Raw stdio: every line the gateway writes to stdout is a JSON-RPC message."""
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "sessiond", "serve"], env=env, cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
     messages = [

@@ -94,7 +94,7 @@ def test_hostile_input_is_a_clear_error_and_writes_nothing(faults):
 def test_invalid_unicode_from_a_raw_client_is_a_tool_error(faults):
     """Invalid UTF-8 bytes and an escaped lone surrogate: a tool error each, never silence."""
     env, _ = faults
-    proc = subprocess.Popen([sys.executable, "-m", "cli", "serve"], env=env, cwd=REPO,
+    proc = subprocess.Popen([sys.executable, "-m", "sessiond", "serve"], env=env, cwd=REPO,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL)
 

@@ -85,7 +85,7 @@ def test_sigterm_stops_every_process_cleanly(stack, env, home):
 
 
 def test_second_stack_on_same_home_refuses(stack, home, env):
-    out = subprocess.run([sys.executable, "-m", "cli", "stack"], env=env, cwd=REPO,
+    out = subprocess.run([sys.executable, "-m", "sessiond", "stack"], env=env, cwd=REPO,
                          capture_output=True, timeout=30, check=False)
     assert out.returncode == 4  # ExitCode.ALREADY_RUNNING
     assert stack.proc.poll() is None

@@ -7,7 +7,7 @@ import asyncio
 import json
 import time
 
-from cli.mcp_client import connect, result_payload
+from sessiond.mcp_client import connect, result_payload
 from gateway.stack_control import stack_process, stop_stack
 from shared.config import Config
 

@@ -68,15 +68,15 @@ def main(argv: list[str] | None = None) -> int:
                 return ExitCode.USAGE
             return _print_tool(cfg, args.tool, arguments)
         case "demo":
-            from cli.demo import run_demo
+            from sessiond.demo import run_demo
 
             return asyncio.run(run_demo(cfg))
         case "import":
-            from cli.importer import run_import
+            from sessiond.importer import run_import
 
             return run_import(cfg, args.path, args.project)
         case "export":
-            from cli.importer import run_export
+            from sessiond.importer import run_export
 
             return run_export(cfg, args.path, args.project)
     return ExitCode.USAGE
@@ -118,7 +118,7 @@ def _stop(cfg) -> int:
 
 
 async def _call(cfg, tool: str, arguments: dict):
-    from cli.mcp_client import connect, result_payload
+    from sessiond.mcp_client import connect, result_payload
 
     async with connect(cfg) as client:
         result = await client.call_tool(tool, arguments, raise_on_error=False)

@@ -19,7 +19,7 @@ from shared.config import Config, to_environ
 
 def serve_transport(cfg: Config) -> StdioTransport:
     env = {**os.environ, **to_environ(cfg)}
-    return StdioTransport(sys.executable, ["-m", "cli", "serve"], env=env, keep_alive=False)
+    return StdioTransport(sys.executable, ["-m", "sessiond", "serve"], env=env, keep_alive=False)
 
 
 @asynccontextmanager

@@ -7,7 +7,7 @@ whichever format it holds.
 
 ``import`` takes a ``sessiond export`` file (the store reads it itself: ids and timestamps kept,
 re-importing adds nothing) or Claude Code transcripts (a file, or a directory searched
-recursively). Transcript turns (see ``cli.transcripts``) go to the store in batches of
+recursively). Transcript turns (see ``sessiond.transcripts``) go to the store in batches of
 ``BATCH_TURNS``, one transaction each; the store skips content already stored in the project,
 so a second run adds only new turns. Only the summary line goes to stdout; progress (a bar when
 stderr is a terminal), warnings and errors go to stderr.
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from cli.transcripts import (
+from sessiond.transcripts import (
     MAX_PROJECT_LEN,
     FileStats,
     Turn,

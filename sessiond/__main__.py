@@ -1,0 +1,3 @@
+from sessiond.main import main
+
+raise SystemExit(main())
