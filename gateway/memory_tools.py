@@ -11,13 +11,25 @@ from pydantic import Field
 
 from gateway.results import StoreResult
 from shared import protocol as p
+from shared.limits import (
+    MAX_CONTENT_BYTES,
+    MAX_DESCRIPTION_LEN,
+    MAX_ID_LEN,
+    MAX_METADATA_BYTES,
+    MAX_PROJECT_LEN,
+    MAX_SESSION_ID_LEN,
+    MAX_TAG_LEN,
+    MAX_TAGS,
+)
 
-Content = Annotated[str, Field(min_length=1, max_length=100_000,
-                               description="The text to remember (at most 100 KB).")]
-Project = Annotated[str | None, Field(max_length=200, description=(
+# The store checks content's size in UTF-8 bytes; no string of more characters can fit.
+Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_BYTES, description=(
+    f"The text to remember (at most {MAX_CONTENT_BYTES // 1000} KB)."))]
+Project = Annotated[str | None, Field(max_length=MAX_PROJECT_LEN, description=(
     "Project name; defaults to the current project (the server's working directory)."))]
-Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]] | None,
-                 Field(max_length=32, description="Up to 32 short tags.")]
+ProjectName = Annotated[str, Field(min_length=1, max_length=MAX_PROJECT_LEN)]
+Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LEN)]] | None,
+                 Field(max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} short tags.")]
 DependencyType = Literal["related", "continuation", "reference", "uses", "extends", "shares_code"]
 
 WRITE = {"readOnlyHint": False, "destructiveHint": False, "idempotentHint": True,
@@ -65,9 +77,10 @@ def register(mcp: FastMCP, gw) -> None:
     @mcp.tool(annotations=WRITE)
     async def store_conversation(
         content: Content, project: Project = None,
-        session_id: Annotated[str | None, Field(max_length=200)] = None,
-        metadata: Annotated[dict[str, Any] | None, Field(
-            description="Small JSON object (at most 16 KB) kept with the memory.")] = None,
+        session_id: Annotated[str | None, Field(max_length=MAX_SESSION_ID_LEN)] = None,
+        metadata: Annotated[dict[str, Any] | None, Field(description=(
+            f"Small JSON object (at most {MAX_METADATA_BYTES // 1024} KB) kept with the "
+            "memory."))] = None,
     ) -> StoreResult:
         """Remember a piece of conversation (a turn or a summary) with optional metadata."""
         return await remember("conversation", content, project, session_id=session_id,
@@ -75,9 +88,9 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
     async def delete_memories(
-        ids: Annotated[list[Annotated[str, Field(max_length=64)]] | None,
+        ids: Annotated[list[Annotated[str, Field(max_length=MAX_ID_LEN)]] | None,
                        Field(max_length=1000, description="Ids to delete.")] = None,
-        project: Annotated[str | None, Field(max_length=200, description=(
+        project: Annotated[str | None, Field(max_length=MAX_PROJECT_LEN, description=(
             "Delete this project's memories (with `before`: only older ones)."))] = None,
         before: Annotated[str | None, Field(max_length=64, description=(
             "ISO-8601 time: only memories created before it."))] = None,
@@ -94,10 +107,10 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations=WRITE)
     async def add_project_dependency(
-        source_project: Annotated[str, Field(min_length=1, max_length=200)],
-        target_project: Annotated[str, Field(min_length=1, max_length=200)],
+        source_project: ProjectName,
+        target_project: ProjectName,
         dependency_type: DependencyType,
-        description: Annotated[str, Field(max_length=2000)] = "",
+        description: Annotated[str, Field(max_length=MAX_DESCRIPTION_LEN)] = "",
     ) -> DependencyResult:
         """Link two projects (e.g. a library it uses) so search_across_projects searches both.
         Projects need not have memories yet."""

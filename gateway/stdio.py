@@ -35,11 +35,13 @@ from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.stdio import stdio_server
 
+from shared.limits import INVALID_TEXT_MARK
+
 log = logging.getLogger("sessiond.gateway.stdio")
 
-INVALID_TEXT_MARK = "\uffff"
 MAX_LINE_BYTES = 64 * 1024 * 1024  # one JSON-RPC message; tools refuse far smaller content
 _ERRORS = "sessiond-mark-invalid"
+_MARK_ESCAPE = f"\\u{ord(INVALID_TEXT_MARK):04x}"  # the mark as a JSON escape
 _LONE_SURROGATE = re.compile(
     r"(?<!\\)((?:\\\\)*)\\u(?:[dD][89abAB][0-9a-fA-F]{2}(?!\\u[dD][c-fC-F][0-9a-fA-F]{2})"
     r"|(?<![dD][89abAB][0-9a-fA-F]{2}\\u)[dD][c-fC-F][0-9a-fA-F]{2})")
@@ -56,7 +58,7 @@ def sanitize_line(raw: bytes) -> str:
     """Decode one JSON-RPC line, marking invalid UTF-8 and unpaired surrogate escapes."""
     text = raw.decode("utf-8", errors=_ERRORS)
     if "\\u" in text:
-        text = _LONE_SURROGATE.sub(lambda m: m.group(1) + "\\uffff", text)
+        text = _LONE_SURROGATE.sub(lambda m: m.group(1) + _MARK_ESCAPE, text)
     return text
 
 

@@ -7,8 +7,8 @@ import asyncio
 import json
 import time
 
-from sessiond.mcp_client import connect, result_payload
 from gateway.stack_control import stack_process, stop_stack
+from sessiond.mcp_client import connect, result_payload
 from shared.config import Config
 
 

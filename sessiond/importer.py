@@ -23,8 +23,8 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from gateway.stack_control import ensure_stack
 from sessiond.transcripts import (
-    MAX_PROJECT_LEN,
     FileStats,
     Turn,
     display,
@@ -32,12 +32,12 @@ from sessiond.transcripts import (
     is_export_file,
     read_turns,
 )
-from gateway.stack_control import ensure_stack
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
 from shared.errors import BadRequest, ServiceError, SessiondError, StackError
 from shared.exitcodes import ExitCode
+from shared.limits import MAX_PROJECT_LEN
 from shared.paths import allowed_roots, check_io_path
 from shared.transport import endpoints
 

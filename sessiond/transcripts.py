@@ -23,9 +23,13 @@ from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-MAX_CONTENT_BYTES = 100_000  # the store's limit on a memory's content (UTF-8)
-MAX_PROJECT_LEN = 200
-MAX_SESSION_ID_LEN = 200
+from shared.limits import (
+    INVALID_TEXT_MARK,
+    MAX_CONTENT_BYTES,
+    MAX_PROJECT_LEN,
+    MAX_SESSION_ID_LEN,
+)
+
 ROLES = ("user", "assistant")
 SOURCE = "claude-code"
 
@@ -108,7 +112,7 @@ def project_from_dir_name(name: str) -> str:
 def clean_text(text: str) -> str:
     """Text the store accepts: no NUL characters, no lone surrogates (they become ``?``), no
     U+FFFF (the hub client's mark of undecodable input; it becomes U+FFFD)."""
-    text = text.replace("\x00", "").replace("\uffff", "\ufffd")
+    text = text.replace("\x00", "").replace(INVALID_TEXT_MARK, "\ufffd")
     return text.encode("utf-8", "replace").decode("utf-8")
 
 

@@ -27,6 +27,7 @@ from shared.errors import (
     Unreachable,
     error_from_code,
 )
+from shared.limits import INVALID_TEXT_MARK
 from shared.transport import dealer
 
 log = logging.getLogger("sessiond.client")
@@ -35,7 +36,7 @@ log = logging.getLogger("sessiond.client")
 CONNECT_WAIT_S = 1.0
 
 # The gateway's stdin marks undecodable input with this noncharacter (gateway/stdio.py).
-INVALID_TEXT_MARK_UTF8 = "\uffff".encode()
+INVALID_TEXT_MARK_UTF8 = INVALID_TEXT_MARK.encode()
 
 
 class HubClient:

@@ -12,7 +12,8 @@ from typing import Any
 
 import duckdb
 
-from store_worker.records import MAX_DESCRIPTION_LEN, InvalidInput, check_project
+from shared.limits import MAX_DESCRIPTION_LEN
+from store_worker.records import InvalidInput, check_project
 from store_worker.storage.schema import DEPENDENCY_TYPES
 
 _COLUMNS = "source, target, type, description, created_at"

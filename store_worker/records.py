@@ -15,20 +15,23 @@ from typing import Any
 
 import numpy as np
 
+from shared.limits import (
+    MAX_CONTENT_BYTES,
+    MAX_ID_LEN,
+    MAX_KIND_LEN,
+    MAX_METADATA_BYTES,
+    MAX_PROJECT_LEN,
+    MAX_SESSION_ID_LEN,
+    MAX_TAG_LEN,
+    MAX_TAGS,
+)
 from store_worker.indexes import chunks
 from store_worker.redact import redact
 from store_worker.search.mentions import files_mentioned, is_error
 
-MAX_CONTENT_BYTES = 100_000
-MAX_METADATA_BYTES = 16 * 1024
-MAX_TAGS = 32
-MAX_TAG_LEN = 64
-MAX_PROJECT_LEN = 200
-MAX_SESSION_ID_LEN = 200
-MAX_DESCRIPTION_LEN = 2000
 KNOWN_KINDS = ("reflection", "conversation", "checkpoint", "handoff", "note")
-_KIND_RE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
-_ID_RE = re.compile(r"[0-9A-Za-z_-]{1,64}")
+_KIND_RE = re.compile(rf"[a-z][a-z0-9_-]{{0,{MAX_KIND_LEN - 1}}}")
+_ID_RE = re.compile(rf"[0-9A-Za-z_-]{{1,{MAX_ID_LEN}}}")
 
 
 class InvalidInput(ValueError):
@@ -136,15 +139,15 @@ def check_project(project: Any) -> str:
 def check_kind(kind: Any) -> str:
     if not isinstance(kind, str) or not _KIND_RE.fullmatch(kind):
         raise InvalidInput(
-            f"kind must be a lowercase word of 1-32 characters (e.g. {', '.join(KNOWN_KINDS)}), "
-            f"not {kind!r}"
+            f"kind must be a lowercase word of 1-{MAX_KIND_LEN} characters "
+            f"(e.g. {', '.join(KNOWN_KINDS)}), not {kind!r}"
         )
     return kind
 
 
 def check_id(value: Any) -> str:
     if not isinstance(value, str) or not _ID_RE.fullmatch(value):
-        raise InvalidInput(f"id must be 1-64 characters of [0-9A-Za-z_-], not {value!r}")
+        raise InvalidInput(f"id must be 1-{MAX_ID_LEN} characters of [0-9A-Za-z_-], not {value!r}")
     return value
 
 

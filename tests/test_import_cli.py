@@ -12,12 +12,12 @@ from pathlib import Path
 from conftest import REPO, base_env, kill_stack_processes
 
 from sessiond.transcripts import (
-    MAX_CONTENT_BYTES,
     find_transcripts,
     is_export_file,
     project_from_dir_name,
     read_turns,
 )
+from shared.limits import MAX_CONTENT_BYTES
 
 S1 = "11111111-aaaa-4bbb-8ccc-000000000001"
 S2 = "22222222-aaaa-4bbb-8ccc-000000000002"

@@ -23,6 +23,8 @@ from conftest import (
     wait_all_ready,
 )
 
+from shared import limits
+
 BAD_STORES = [
     ({"content": ""}, "at least 1 character"),
     ({"content": "   \n\t "}, "must not be empty"),
@@ -87,6 +89,41 @@ def test_hostile_input_is_a_clear_error_and_writes_nothing(faults):
             after = await call(client, "status")
             assert [(w["pid"], w["restarts"]) for w in after["workers"]] == \
                    [(w["pid"], w["restarts"]) for w in before["workers"]]
+
+    asyncio.run(scenario())
+
+
+def _schema(tool, name: str) -> dict:
+    """A parameter's JSON schema, with an optional (``anyOf [..., null]``) one unwrapped."""
+    prop = tool.input_schema["properties"][name]
+    return next((a for a in prop.get("anyOf", []) if a.get("type") != "null"), prop)
+
+
+def test_tool_schemas_state_the_limits_the_store_applies(faults):
+    """The limits live in ``shared.limits``: the assistant reads them in the tool schemas, and
+    the store accepts exactly up to them (content is counted in UTF-8 bytes)."""
+    env, _ = faults
+
+    async def scenario():
+        async with gateway_client(env) as client:
+            tools = {t.name: t for t in await client.list_tools()}
+            store, conv = tools["store_reflection"], tools["store_conversation"]
+            assert _schema(store, "content")["maxLength"] == limits.MAX_CONTENT_BYTES
+            tags = _schema(store, "tags")
+            assert tags["maxItems"] == limits.MAX_TAGS
+            assert tags["items"]["maxLength"] == limits.MAX_TAG_LEN
+            assert _schema(store, "project")["maxLength"] == limits.MAX_PROJECT_LEN
+            assert _schema(conv, "session_id")["maxLength"] == limits.MAX_SESSION_ID_LEN
+            dep = tools["add_project_dependency"]
+            assert _schema(dep, "description")["maxLength"] == limits.MAX_DESCRIPTION_LEN
+            at_limit = "é" * (limits.MAX_CONTENT_BYTES // 2)
+            stored = await call(client, "store_reflection", {
+                "content": at_limit, "project": "p-limits",
+                "tags": [f"{i:0{limits.MAX_TAG_LEN}d}" for i in range(limits.MAX_TAGS)]})
+            assert not stored["duplicate"]
+            text = await call_error(client, "store_reflection",
+                                    {"content": at_limit + "é", "project": "p-limits"})
+            assert f"at most {limits.MAX_CONTENT_BYTES} allowed" in text
 
     asyncio.run(scenario())
 

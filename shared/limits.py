@@ -1,0 +1,20 @@
+"""The limits on what a memory may hold, in one place: the store enforces them
+(``store_worker.records``), the gateway states them in its tool schemas so the assistant reads
+them before calling, and the transcript importer cuts turns to fit them."""
+
+from __future__ import annotations
+
+MAX_CONTENT_BYTES = 100_000  # a memory's content, as UTF-8
+MAX_METADATA_BYTES = 16 * 1024  # its metadata, as JSON text
+MAX_TAGS = 32
+MAX_TAG_LEN = 64  # characters
+MAX_KIND_LEN = 32
+MAX_ID_LEN = 64
+MAX_PROJECT_LEN = 200
+MAX_SESSION_ID_LEN = 200
+MAX_DESCRIPTION_LEN = 2000  # of a project dependency
+
+# What the gateway puts where its input held invalid UTF-8 or a lone surrogate: a noncharacter no
+# legitimate text needs. The hub client refuses any request carrying it (a readable bad_request);
+# the transcript importer turns it into U+FFFD.
+INVALID_TEXT_MARK = "\uffff"
