@@ -128,14 +128,21 @@ def register(mcp: FastMCP, gw) -> None:
         reply = await gw.call(p.SERVICE_STORE, p.StoreStats())
         return {**reply.data, "query_cache": gw.cache.stats()}
 
-    @mcp.tool(annotations={**WRITE, "idempotentHint": True})
+    # Destructive: with overwrite=true it replaces a file.
+    @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
     async def export_memories(
         path: Annotated[str, Field(min_length=1, max_length=4096, description=(
-            "Absolute path of the JSONL file to write (under the data dir or your home)."))],
+            "Absolute path of the JSONL file to write: under your home dir (or a configured "
+            "place), not inside sessiond's data dir. It is created readable by you only."))],
         project: Project = None,
+        overwrite: Annotated[bool, Field(description=(
+            "Replace the file if it exists. Without it an existing file is never touched."))]
+            = False,
     ) -> CountResult:
-        """Write memories (all, or one project's) to a JSONL file, one memory a line."""
-        reply = await gw.call(p.SERVICE_STORE, p.ExportMemories(path=path, project=project),
+        """Write memories (all, or one project's) to a new JSONL file, one memory a line, as
+        they were when the export started."""
+        reply = await gw.call(p.SERVICE_STORE, p.ExportMemories(path=path, project=project,
+                                                               overwrite=overwrite),
                               timeout_s=600)
         return CountResult(count=reply.count, skipped=0, path=reply.path,
                            message=f"exported {reply.count} memories to {reply.path}")

@@ -2,7 +2,8 @@
 
 Both find or start the stack and talk to the store through the hub (no MCP in between). Paths
 are checked against the same allowed places as the store's (the data dir, the home dir and
-``SESSIOND_IO_ROOTS``) before anything starts, so a refused path fails fast and the same way
+``SESSIOND_IO_ROOTS``; an export never inside the data dir, and never over an existing file
+without ``--overwrite``) before anything starts, so a refused path fails fast and the same way
 whichever format it holds.
 
 ``import`` takes a ``sessiond export`` file (the store reads it itself: ids and timestamps kept,
@@ -38,7 +39,7 @@ from shared.config import Config
 from shared.errors import BadRequest, ServiceError, SessiondError, StackError
 from shared.exitcodes import ExitCode
 from shared.limits import MAX_PROJECT_LEN
-from shared.paths import allowed_roots, check_io_path
+from shared.paths import allowed_roots, check_export_path
 from shared.transport import endpoints
 
 BATCH_TURNS = 500
@@ -56,9 +57,10 @@ class Failed(SessiondError):
 
 
 # ------------------------------------------------------------------- entry points
-def run_export(cfg: Config, raw_path: str, project: str | None) -> int:
-    """``sessiond export PATH [--project P]``."""
-    return _run(cfg, lambda client: _export(cfg, client, _absolute(raw_path), project))
+def run_export(cfg: Config, raw_path: str, project: str | None, *, overwrite: bool = False) -> int:
+    """``sessiond export PATH [--project P] [--overwrite]``."""
+    return _run(cfg, lambda client: _export(cfg, client, _absolute(raw_path), project,
+                                            overwrite))
 
 
 def run_import(cfg: Config, raw_path: str, project: str | None) -> int:
@@ -122,17 +124,18 @@ async def _store(client: HubClient, body: p.RequestBody, timeout_s: float) -> p.
 
 
 # ------------------------------------------------------------------------ export
-async def _export(cfg: Config, client: HubClient, path: Path, project: str | None) -> str:
+async def _export(cfg: Config, client: HubClient, path: Path, project: str | None,
+                  overwrite: bool) -> str:
     project = _check_project(project)
-    try:
-        check_io_path(cfg, str(path), must_exist=False)
+    try:  # the store checks again: this only fails fast, before starting a stack
+        check_export_path(cfg, str(path), overwrite=overwrite)
     except BadRequest as exc:
         raise Failed(str(exc)) from None
     if not path.parent.is_dir():
         raise Failed(f"{path.parent}: no such directory")
     await ensure_stack(cfg, client)
-    reply = await _store(client, p.ExportMemories(path=str(path), project=project),
-                         FILE_TIMEOUT_S)
+    reply = await _store(client, p.ExportMemories(path=str(path), project=project,
+                                                  overwrite=overwrite), FILE_TIMEOUT_S)
     assert isinstance(reply, p.Count)
     return f"exported {reply.count} memories to {reply.path or path}"
 

@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     exp = sub.add_parser("export", help="write memories to a JSONL file, one memory a line")
     exp.add_argument("path")
     exp.add_argument("--project", help="only this project's memories")
+    exp.add_argument("--overwrite", action="store_true",
+                     help="replace PATH if it exists (it is never replaced otherwise)")
     return parser
 
 
@@ -78,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         case "export":
             from sessiond.importer import run_export
 
-            return run_export(cfg, args.path, args.project)
+            return run_export(cfg, args.path, args.project, overwrite=args.overwrite)
     return ExitCode.USAGE
 
 

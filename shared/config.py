@@ -59,7 +59,7 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # IANA time zone in which "today", "yesterday", "last week" are meant; empty: the machine's.
     timezone: str = ""
     # Import/export may touch files only under the data dir, the user's home dir and these
-    # (os.pathsep-separated) directories.
+    # (os.pathsep-separated) directories; an export never writes inside the data dir.
     io_roots: str = ""
 
     # ------------------------------------------------------------- paths

@@ -1,5 +1,7 @@
 """Which files import and export may touch: only below the data dir, the user's home dir and
-the configured ``io_roots``; checked after resolving ``..`` and symlinks."""
+the configured ``io_roots``; checked after resolving ``..`` and symlinks. An export never writes
+inside the data dir (the live database, its WAL and journal, the index snapshot, logs and
+sockets are there) and never replaces an existing file unless asked to."""
 
 from __future__ import annotations
 
@@ -33,3 +35,19 @@ def check_io_path(cfg: Config, raw: str, *, must_exist: bool) -> Path:
     if not must_exist and resolved.is_dir():
         raise BadRequest(f"{raw} is a directory; give a file name")
     return resolved
+
+
+def check_export_path(cfg: Config, raw: str, *, overwrite: bool) -> Path:
+    """Where an export may be written (resolved), or ``BadRequest`` saying why not: outside the
+    allowed places, inside the data dir (whether named directly or through a symlink), or an
+    existing file when ``overwrite`` is false."""
+    path = check_io_path(cfg, raw, must_exist=False)
+    named = Path(os.path.abspath(os.path.expanduser(raw)))
+    data = {cfg.home_path.absolute(), cfg.home_path.resolve()}
+    if any(p == d or p.is_relative_to(d) for p in (named, path) for d in data):
+        raise BadRequest(f"{raw} is inside the data dir ({cfg.home_path}), which holds the live "
+                         "database, its journal and logs; export to a file elsewhere")
+    if not overwrite and (path.exists() or named.is_symlink()):
+        raise BadRequest(f"{raw} already exists; pass overwrite=true to replace it, or choose "
+                         "another name")
+    return path

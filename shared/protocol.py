@@ -159,6 +159,7 @@ class ListDependencies(msgspec.Struct, tag=True):
 class ExportMemories(msgspec.Struct, tag=True):
     path: str  # checked against the allowed roots by the store
     project: str | None = None
+    overwrite: bool = False  # replace an existing file (never one inside the data dir)
 
 
 class ImportMemories(msgspec.Struct, tag=True):

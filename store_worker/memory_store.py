@@ -406,32 +406,38 @@ class MemoryStore:
 
     # --------------------------------------------------------- export/import
 
-    def export_rows(self, project: str | None = None, page: int = 500) -> Iterator[dict[str, Any]]:
-        """Every memory (of one project) in id order as ``{id, kind, content, project, tags,
-        created_at, metadata, session_id}``, read page by page: no cursor stays open between
-        pages, so the store remains usable while the iterator is alive."""
+    def export_reader(self, project: str | None = None) -> rows.ExportReader:
+        """A reader of every memory (of one project) as stored now (journaled ones included), in
+        the table's order; writes made while it is open are not seen. Close it before
+        ``checkpoint``/``close``."""
         self.flush()
-        last = ""
-        cond, extra = ("AND project = ?", [check_project(project)]) if project is not None else (
-            "", [])
-        while True:
-            batch = self.con.execute(
-                f"SELECT {rows.ROW_COLUMNS} FROM memories WHERE id > ? {cond} ORDER BY id LIMIT ?",
-                [last, *extra, page]).fetchall()
-            yield from (rows.row_dict(r) for r in batch)
-            if len(batch) < page:
-                return
-            last = batch[-1][0]
+        return rows.ExportReader(self.con, check_project(project) if project is not None else None)
+
+    def export_rows(self, project: str | None = None, chunk: int = 1000) -> Iterator[dict[str, Any]]:
+        """Every memory (of one project) as ``{id, kind, content, project, tags, created_at,
+        metadata, session_id}``, in the table's order (see ``export_reader``)."""
+        reader = self.export_reader(project)
+        try:
+            while batch := reader.fetch(chunk):
+                yield from batch
+        finally:
+            reader.close()
 
     def import_rows(self, items: Iterable[Mapping[str, Any]]) -> tuple[int, int]:
         """Import exported rows keeping ids and timestamps, in one transaction (all or nothing on
         invalid input). A row whose id exists, or whose content exists in its project, is skipped.
         Returns (added, skipped)."""
+        return self.import_records(records_from_items(items, importing=True), set())
+
+    def import_records(self, recs: list[Record], taken: set[str]) -> tuple[int, int]:
+        """Write validated import records in one transaction, skipping those whose id is in
+        ``taken`` or in the table, or whose content is already in their project. ``taken`` gets
+        the ids seen, so an import written in several calls skips its own repeats. Returns
+        (added, skipped)."""
         self.flush()
-        recs = records_from_items(items, importing=True)
-        ids = [r.id for r in recs]
-        taken = {r[0] for r in self.con.execute(
-            f"SELECT id FROM memories WHERE id IN {IDS}", [ids]).fetchall()} if ids else set()
+        fresh = [r.id for r in recs if r.id not in taken]  # the catalog knows every stored id
+        taken.update(i for i, row in zip(fresh, self.catalog.rows_for(fresh), strict=True)
+                     if row is not None)
         done = self._add_batch(recs, taken)
         added = sum(1 for _, dup in done if not dup)
         return added, len(done) - added

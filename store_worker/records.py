@@ -271,28 +271,35 @@ _ITEM_FIELDS = frozenset({"kind", "content", "project", "tags", "session_id", "m
 def records_from_items(items: Iterable[Any], importing: bool) -> list[Record]:
     """Validate every item (mappings of ``add``'s arguments; exported rows when ``importing``,
     which must carry ``id`` and ``created_at``) before anything is written."""
-    allowed = _ITEM_FIELDS | {"id"} if importing else _ITEM_FIELDS
     recs = []
     for n, item in enumerate(items):
-        if not isinstance(item, Mapping):
-            raise InvalidInput(f"item {n}: must be a mapping")
-        fields = dict(item)
-        if importing:
-            if "id" not in fields or "created_at" not in fields:
-                raise InvalidInput(f"row {n}: id and created_at are required")
-            if isinstance(fields.get("metadata"), str):
-                try:
-                    fields["metadata"] = json.loads(fields["metadata"])
-                except ValueError:
-                    raise InvalidInput(f"row {n}: metadata is not valid JSON") from None
-        unknown = set(fields) - allowed
-        if unknown:
-            raise InvalidInput(f"item {n}: unknown fields {sorted(unknown)}")
         try:
-            recs.append(make_record(**fields))
-        except (InvalidInput, TypeError) as exc:
+            recs.append(record_from_item(item, importing))
+        except InvalidInput as exc:
             raise InvalidInput(f"item {n}: {exc}") from None
     return recs
+
+
+def record_from_item(item: Any, importing: bool) -> Record:
+    """One item of ``records_from_items``, validated. Raises ``InvalidInput``."""
+    if not isinstance(item, Mapping):
+        raise InvalidInput("must be a mapping")
+    fields = dict(item)
+    if importing:
+        if "id" not in fields or "created_at" not in fields:
+            raise InvalidInput("id and created_at are required")
+        if isinstance(fields.get("metadata"), str):
+            try:
+                fields["metadata"] = json.loads(fields["metadata"])
+            except ValueError:
+                raise InvalidInput("metadata is not valid JSON") from None
+    unknown = set(fields) - (_ITEM_FIELDS | {"id"} if importing else _ITEM_FIELDS)
+    if unknown:
+        raise InvalidInput(f"unknown fields {sorted(unknown)}")
+    try:
+        return make_record(**fields)
+    except TypeError as exc:
+        raise InvalidInput(str(exc)) from None
 
 
 def str_list(value: Any, what: str) -> list[str] | None:

@@ -2,16 +2,16 @@
 
 Every read and write of memory comes here through the hub, so any number of gateways share one
 memory without lock errors. Requests run one at a time on the compute thread, which alone
-touches the database; the embed filler hands its reads and writes to that thread too.
+touches the database; the embed filler hands its reads and writes to that thread too. An export
+or import runs there as a job in short slices between the other requests (``bulk_io``).
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import os
 import queue
 import time
+from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
@@ -20,10 +20,11 @@ import numpy as np
 
 from shared import protocol as p
 from shared.config import zone_of
-from shared.errors import BadRequest, Internal, SessiondError
-from shared.paths import check_io_path
+from shared.errors import BadRequest, Internal, ServiceError, SessiondError
+from shared.paths import check_export_path, check_io_path
 from shared.transport import endpoints
-from shared.worker import Worker
+from shared.worker import Delivery, Worker
+from store_worker import bulk_io
 from store_worker.embed_filler import EmbedFiller
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
@@ -31,7 +32,8 @@ from store_worker.search import timeexpr
 
 log = logging.getLogger("sessiond.store")
 
-WRITES = (p.Remember, p.RememberMany, p.DeleteMemories, p.ImportMemories)
+WRITES = (p.Remember, p.RememberMany, p.DeleteMemories)
+BULK = (p.ExportMemories, p.ImportMemories)  # run as jobs in slices
 # Journaled stores go into the table after this much idle time, or once this many wait: a flush
 # of one row costs ~2 ms (a transaction, then emptying the journal), so flushing after every
 # store would make the next store of a burst wait for it; batching makes that cost rare.
@@ -54,6 +56,7 @@ class StoreWorker(Worker):
         self.filler = EmbedFiller(endpoints(self.cfg).clients, self.run_on_db, self.store,
                                   in_flight=2 * self.cfg.embed_workers)
         self.filler.start()
+        self.bulk: tuple[Delivery, bulk_io.Job] | None = None  # the export/import under way
 
     def run_on_db(self, fn) -> Future:
         """Run ``fn`` on the DB thread (from any thread); its result arrives in the future."""
@@ -69,9 +72,13 @@ class StoreWorker(Worker):
                 self._flush_journal()
                 continue
             if item is None:
+                self._abort_bulk("the store is stopping", "unavailable")
                 break
             if callable(item):
                 item()
+                continue
+            if isinstance(item.body, BULK):
+                self._start_bulk(item)
                 continue
             self.finish(item, self.answer(item))
             if isinstance(item.body, WRITES):
@@ -131,13 +138,7 @@ class StoreWorker(Worker):
 
     # ------------------------------------------------------------ requests
     def handle(self, body: p.RequestBody) -> p.ReplyBody:
-        try:
-            return self._handle(body)
-        except InvalidInput as exc:
-            raise BadRequest(str(exc)) from exc
-        except duckdb.Error as exc:
-            log.exception("database error on %s", type(body).__name__)
-            raise Internal(f"database error: {exc}") from exc
+        return _store_errors(body, lambda: self._handle(body))
 
     def _handle(self, body: p.RequestBody) -> p.ReplyBody:
         s = self.store
@@ -166,10 +167,6 @@ class StoreWorker(Worker):
                 return p.Dependencies([p.Dependency(**d)])
             case p.ListDependencies(project=project):
                 return p.Dependencies([p.Dependency(**d) for d in s.dependencies(project)])
-            case p.ExportMemories(path=raw, project=project):
-                return self._export(raw, project)
-            case p.ImportMemories(path=raw):
-                return self._import(raw)
         raise BadRequest(f"store does not handle {type(body).__name__}")
 
     def _search(self, q: p.Search) -> p.SearchHits:
@@ -193,42 +190,79 @@ class StoreWorker(Worker):
         return p.SearchHits(hits=hits, mode=result.mode, total_candidates=result.total_candidates,
                             since=_iso(since), until=_iso(until))
 
-    def _export(self, raw: str, project: str | None) -> p.Count:
-        path = check_io_path(self.cfg, raw, must_exist=False)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        count = 0
-        try:
-            with open(tmp, "w", encoding="utf-8") as f:
-                for row in self.store.export_rows(project):
-                    f.write(json.dumps(row, ensure_ascii=False) + "\n")
-                    count += 1
-                f.flush()
-                os.fsync(f.fileno())
-            tmp.replace(path)  # a reader never sees half a file
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise BadRequest(f"cannot write {path}: {exc}") from exc
-        return p.Count(count=count, path=str(path))
+    # ------------------------------------------------------- export/import
+    def _start_bulk(self, delivery: Delivery) -> None:
+        """Open the job (checks, files) and run its first slice; one job at a time."""
+        if self.bulk is not None:
+            self.finish(delivery, p.Error(code="unavailable", message=(
+                f"the store is busy with an {self.bulk[1].what}; retry when it ends")))
+            return
+        if time.time() > delivery.header.deadline:
+            self.finish(delivery, p.Error(code="timeout", message="deadline passed before "
+                                          "work started"))
+            return
+        job = _replying(delivery.body, lambda: self._open_job(delivery.body))
+        if isinstance(job, p.Error):
+            self.finish(delivery, job)
+            return
+        self.bulk = (delivery, job)
+        self._bulk_slice()
 
-    def _import(self, raw: str) -> p.Count:
-        path = check_io_path(self.cfg, raw, must_exist=True)
-        rows: list[dict[str, Any]] = []
-        try:
-            with open(path, encoding="utf-8") as f:
-                for n, line in enumerate(f, 1):
-                    if line.strip():
-                        row = json.loads(line)
-                        if not isinstance(row, dict):
-                            raise BadRequest(f"{path}:{n}: each line must be a JSON object")
-                        rows.append(row)
-        except UnicodeDecodeError as exc:
-            raise BadRequest(f"{path} is not valid UTF-8: {exc}") from exc
-        except json.JSONDecodeError as exc:
-            raise BadRequest(f"{path}:{n}: not JSON: {exc}") from exc
-        except OSError as exc:
-            raise BadRequest(f"cannot read {path}: {exc}") from exc
-        added, skipped = self.store.import_rows(rows)  # one transaction: all or nothing
-        return p.Count(count=added, skipped=skipped, path=str(path))
+    def _open_job(self, body: p.RequestBody) -> bulk_io.Job:
+        match body:
+            case p.ExportMemories(path=raw, project=project, overwrite=overwrite):
+                path = check_export_path(self.cfg, raw, overwrite=overwrite)
+                return bulk_io.ExportJob(self.store, path, project, overwrite)
+            case p.ImportMemories(path=raw):
+                return bulk_io.ImportJob(self.store, check_io_path(self.cfg, raw, must_exist=True))
+        raise BadRequest(f"not an export or import: {type(body).__name__}")
+
+    def _bulk_slice(self) -> None:
+        """One slice of the job; the next goes to the back of the queue, behind the requests
+        that arrived meanwhile."""
+        if self.bulk is None:
+            return
+        delivery, job = self.bulk
+        if time.time() > delivery.header.deadline:
+            self._abort_bulk("its deadline passed", "timeout")
+            return
+        reply = _replying(delivery.body, job.step)
+        if reply is None:
+            self.inbox.put(self._bulk_slice)
+            return
+        self.bulk = None
+        self.finish(delivery, reply)
+        self.filler.wake.set()  # not during the import: its queries would lengthen the wait
+
+    def _abort_bulk(self, why: str, code: p.ErrorCode) -> None:
+        if self.bulk is not None:
+            (delivery, job), self.bulk = self.bulk, None
+            message = job.abort(why)
+            log.warning("%s", message)
+            self.finish(delivery, p.Error(code=code, message=message))
+            self.filler.wake.set()
+
+
+def _store_errors(body: p.RequestBody | None, fn: Callable[[], Any]) -> Any:
+    """``fn()``, with the store's own failures as the errors callers read."""
+    try:
+        return fn()
+    except InvalidInput as exc:
+        raise BadRequest(str(exc)) from exc
+    except duckdb.Error as exc:
+        log.exception("database error on %s", type(body).__name__)
+        raise Internal(f"database error: {exc}") from exc
+
+
+def _replying(body: p.RequestBody | None, fn: Callable[[], Any]) -> Any:
+    """``fn()``, or the error reply its failure calls for (as ``Worker.answer`` does)."""
+    try:
+        return _store_errors(body, fn)
+    except ServiceError as exc:
+        return p.Error(code=exc.code, message=exc.message)
+    except Exception as exc:
+        log.exception("store failed on %s", type(body).__name__)
+        return p.Error(code="internal", message=f"{type(exc).__name__}: {exc}")
 
 
 def _settle(fut: Future, fn) -> None:

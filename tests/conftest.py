@@ -25,9 +25,22 @@ def base_env(home: Path, **overrides: str) -> dict[str, str]:
         "SESSIOND_EMBED_WORKERS": "1",
         "SESSIOND_IDLE_TIMEOUT_S": "300",
         "SESSIOND_LOG_LEVEL": "DEBUG",
+        "SESSIOND_IO_ROOTS": str(out_dir_of(home)),  # exports never go inside the data dir
     })
     env.update(overrides)
     return env
+
+
+def out_dir_of(home: Path) -> Path:
+    """The directory beside a test's data dir where its exports may go."""
+    return home.with_name(home.name + "-out")
+
+
+def out_dir(home: Path) -> Path:
+    """``out_dir_of(home)``, created."""
+    path = out_dir_of(home)
+    path.mkdir(exist_ok=True)
+    return path
 
 
 @pytest.fixture

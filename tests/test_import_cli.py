@@ -9,7 +9,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from conftest import REPO, base_env, kill_stack_processes
+from conftest import REPO, base_env, kill_stack_processes, out_dir
 
 from sessiond.transcripts import (
     find_transcripts,
@@ -127,7 +127,7 @@ def test_import_transcripts_incremental_then_export_roundtrip(env, home):
                    "skipped lines": 1}, out.stdout
     assert "malformed" in out.stderr and "line 8" in out.stderr  # the warning says where
 
-    rows = export_rows(env, home / "all.jsonl")
+    rows = export_rows(env, out_dir(home) / "all.jsonl")
     assert {(r["content"], r["created_at"], r["session_id"]) for r in rows} == EXPECTED
     assert {r["kind"] for r in rows} == {"conversation"}
     assert {r["project"] for r in rows} == {"proj"}  # the cd into tests/ stays in "proj"
@@ -151,12 +151,12 @@ def test_import_transcripts_incremental_then_export_roundtrip(env, home):
     # --project puts a file's turns in that project; export --project exports only it
     got = summary(sessiond(env, "import", str(s2), "--project", "other"))
     assert got["added"] == 3
-    other = export_rows(env, home / "other.jsonl", "--project", "other")
+    other = export_rows(env, out_dir(home) / "other.jsonl", "--project", "other")
     assert len(other) == 3 and {r["project"] for r in other} == {"other"}
 
     # export -> import into a fresh data dir gives the same rows; a second import skips all
-    first = home / "all.jsonl"
-    rows = export_rows(env, first)
+    first = out_dir(home) / "all.jsonl"
+    rows = export_rows(env, first, "--overwrite")
     assert len(rows) == 10
     home2 = Path(tempfile.mkdtemp(prefix="sd2-"))
     try:
@@ -166,9 +166,9 @@ def test_import_transcripts_incremental_then_export_roundtrip(env, home):
         out = sessiond(env2, "import", str(copy))
         assert out.returncode == 0, out.stderr
         assert out.stdout.strip() == f"imported {copy}: added: 10, already present: 0"
-        again = export_rows(env2, home2 / "again.jsonl")
+        again = export_rows(env2, out_dir(home2) / "again.jsonl")
         assert again == rows
-        assert (home2 / "again.jsonl").read_bytes() == first.read_bytes()
+        assert (out_dir(home2) / "again.jsonl").read_bytes() == first.read_bytes()
         out = sessiond(env2, "import", str(copy))
         assert out.stdout.strip().endswith("added: 0, already present: 10"), out.stderr
     finally:

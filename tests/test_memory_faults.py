@@ -19,6 +19,7 @@ from conftest import (
     call_error,
     gateway_client,
     kill_stack_processes,
+    out_dir,
     private_stack,
     wait_all_ready,
 )
@@ -189,7 +190,7 @@ def test_two_gateways_write_and_search_concurrently(faults):
     async def scenario():
         a, b = await asyncio.gather(one("A"), one("B"))
         async with gateway_client(env) as client:
-            out = home / "conc.jsonl"
+            out = out_dir(home) / "conc.jsonl"
             await call(client, "export_memories", {"path": str(out), "project": "p-conc"})
         return a, b, {json.loads(line)["id"] for line in out.read_text().splitlines()}
 
@@ -215,7 +216,7 @@ def test_kill9_store_during_writes_keeps_every_acked_id(faults):
                 if not result.is_error:
                     acked.append(result.structured_content["id"])
             await wait_all_ready(client)
-            out = home / "kill.jsonl"
+            out = out_dir(home) / "kill.jsonl"
             await call(client, "export_memories", {"path": str(out), "project": "p-kill"})
         return acked, {json.loads(line)["id"] for line in out.read_text().splitlines()}
 

@@ -450,14 +450,38 @@ def test_export_import_round_trip_is_identical_and_idempotent(store, tmp_path):
                    for i in range(1200))
     exported = list(store.export_rows())
     assert len(exported) == 1202
-    assert [r["id"] for r in exported] == sorted(r["id"] for r in exported)
+    # in the order written (the table's order), which a fresh import keeps
+    assert [r["content"] for r in exported[:3]] == ["one", "two", "bulk 0"]
     assert len(list(store.export_rows(project="b"))) == 1
     with MemoryStore(tmp_path / "fresh.duckdb") as fresh:
         assert fresh.import_rows(exported) == (1202, 0)
         assert list(fresh.export_rows()) == exported
         assert fresh.import_rows(exported) == (0, 1202)
-        assert ids_of(fresh.search("two")) == [exported[1]["id"] if exported[1]["content"] == "two"
-                                               else exported[0]["id"]]
+        assert ids_of(fresh.search("two")) == [exported[1]["id"]]
+
+
+def test_export_reader_sees_the_store_as_it_was_when_opened(store):
+    """Writes between two fetches (as the worker interleaves them) change nothing it reads."""
+    kept = store.add("note", "present at the start", "a").id
+    doomed = store.add("note", "deleted mid-export", "a").id
+    store.add_many({"kind": "note", "content": f"row {i}", "project": "a"} for i in range(50))
+    journaled = store.add("note", "journaled, not yet flushed", "a").id
+    reader = store.export_reader()
+    try:
+        first = reader.fetch(10)
+        store.delete(ids=[doomed])
+        late = store.add("note", "added mid-export", "a").id
+        store.flush()
+        rest = []
+        while batch := reader.fetch(7):
+            rest += batch
+    finally:
+        reader.close()
+    ids = [r["id"] for r in first + rest]
+    assert len(ids) == 53 and len(set(ids)) == 53
+    assert {kept, doomed, journaled} <= set(ids) and late not in ids
+    assert {r["id"] for r in store.export_rows()} == set(ids) - {doomed} | {late}
+    store.checkpoint()  # the reader's transaction is over: a checkpoint may run
 
 
 def test_import_skips_same_content_under_another_id_and_validates(store):
@@ -469,7 +493,7 @@ def test_import_skips_same_content_under_another_id_and_validates(store):
          "tags": [], "created_at": NOW.isoformat(), "metadata": "{}", "session_id": None},
     ]
     assert store.import_rows(rows) == (1, 1)
-    with pytest.raises(InvalidInput, match="row 0: id and created_at are required"):
+    with pytest.raises(InvalidInput, match="item 0: id and created_at are required"):
         store.import_rows([{"kind": "note", "content": "x", "project": "p"}])
     with pytest.raises(InvalidInput, match="item 0: id must be"):
         store.import_rows([{**rows[1], "id": "bad id!"}])

@@ -147,3 +147,36 @@ def existing_hashes(
         f"SELECT project, content_hash, id FROM memories WHERE content_hash IN {IDS}",
         [[r.content_hash for r in recs]]).fetchall()
     return {(p, h): i for p, h, i in found}
+
+
+class ExportReader:
+    """Every memory (of one project) as the table held it when the reader was made, in the
+    table's order (the order rows were written), read a chunk at a time.
+
+    It reads on its own connection (a ``cursor``) inside a read-only transaction: one query
+    streams the rows, so each ``fetch`` costs the same however big the table is, and writes made
+    on the store's connection between two fetches are not seen. ``close`` ends the transaction;
+    it must happen before the store checkpoints."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection, project: str | None) -> None:
+        self._cur: duckdb.DuckDBPyConnection | None = con.cursor()
+        try:
+            self._cur.execute("SET TimeZone = 'UTC'")
+            self._cur.execute("BEGIN TRANSACTION READ ONLY")
+            where, params = ("WHERE project = ?", [project]) if project is not None else ("", [])
+            self._cur.execute(f"SELECT {ROW_COLUMNS} FROM memories {where}", params)
+        except BaseException:
+            self.close()
+            raise
+
+    def fetch(self, n: int) -> list[dict[str, Any]]:
+        """The next ``n`` rows (fewer at the end)."""
+        if self._cur is None:
+            raise RuntimeError("the export reader is closed")
+        return [row_dict(r) for r in self._cur.fetchmany(n)]
+
+    def close(self) -> None:
+        """Safe to call twice."""
+        cur, self._cur = self._cur, None
+        if cur is not None:
+            cur.close()  # closing the connection rolls its (read-only) transaction back
