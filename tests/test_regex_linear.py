@@ -24,8 +24,8 @@ from collections.abc import Callable
 import pytest
 from conftest import call, gateway_client, private_stack
 
-from cli import transcripts
 from gateway.stdio import sanitize_line
+from sessiond import transcripts
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import load_config
