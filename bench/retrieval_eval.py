@@ -181,7 +181,7 @@ def evaluate_mcp(ds: Dataset) -> ModeReport:
     with running_stack() as stack:
         export = Path(stack.cfg.home) / "eval-import.jsonl"
         export.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        subprocess.run([sys.executable, "-m", "cli", "import", str(export)], env=stack.env,
+        subprocess.run([sys.executable, "-m", "sessiond", "import", str(export)], env=stack.env,
                        cwd=REPO, check=True, stdout=subprocess.DEVNULL)
         outcomes = asyncio.run(_mcp_outcomes(ds, stack.env, export, id_of))
     return ModeReport("default over MCP (quick_search)", outcomes)

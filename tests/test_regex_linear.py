@@ -20,6 +20,7 @@ import math
 import re
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 
 import pytest
 from conftest import call, gateway_client, private_stack
@@ -32,11 +33,13 @@ from shared.config import load_config
 from shared.errors import BadRequest
 from shared.transport import endpoints
 from store_worker import records
+from store_worker.indexes import chunks, text_index
 from store_worker.indexes.text_index import best_term_position, snippet, tokens
 from store_worker.redact import redact
-from store_worker.search import timeexpr
+from store_worker.search import intent, mentions, supersession, timeexpr
 
 KB = 1024
+NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
 SMALL, LARGE = 8 * KB, 64 * KB
 SECONDS_PER_KB = 0.005
 MAX_GROWTH = 20  # time(64 KB) / time(8 KB): 8 when linear, 64 when quadratic
@@ -186,6 +189,27 @@ OTHER_CASES = {
     "stdio: surrogate pairs": (lambda s: sanitize_line(s.encode()),
                                lambda n: fill("\\ud800\\udc00", n)),
     "stdio: low surrogates": (lambda s: sanitize_line(s.encode()), lambda n: fill("\\udc00", n)),
+    # what a memory mentions, found at store time (replaced the gateway's FILE_RE/ERROR_RE,
+    # which took seconds on one long word)
+    "mentions: one long word": (mentions.files_mentioned, lambda n: fill("a", n)),
+    "mentions: word then extension near miss": (mentions.files_mentioned, ends("a", ".")),
+    "mentions: dotted": (mentions.files_mentioned, lambda n: fill("a.", n)),
+    "mentions: path": (mentions.files_mentioned, lambda n: fill("src/", n)),
+    "mentions: many files": (mentions.files_mentioned, lambda n: fill("a.py ", n)),
+    "mentions: error word run": (mentions.is_error, lambda n: fill("a", n)),
+    "mentions: Error suffix near miss": (mentions.is_error, lambda n: fill("Erro", n)),
+    "chunks: words": (chunks.spans, lambda n: fill("word ", n)),
+    "chunks: one long word": (chunks.spans, lambda n: fill("a", n)),
+    "identifier_terms: backticks": (text_index.identifier_terms, lambda n: fill("`a ", n)),
+    "identifier_terms: camel": (text_index.identifier_terms, lambda n: fill("aaB", n)),
+    "identifier_terms: dotted": (text_index.identifier_terms, lambda n: fill("a.", n)),
+    "query terms": (text_index.query_terms, lambda n: fill("how did a.b ", n)),
+    # what a question says about time, and the change cue of supersession
+    "intent: words": (lambda s: intent.read(s, NOW, UTC), lambda n: fill("last ", n)),
+    "intent: near misses": (lambda s: intent.read(s, NOW, UTC), lambda n: fill("a few day ", n)),
+    "intent: digits": (lambda s: intent.read(s, NOW, UTC), lambda n: fill("12 ", n)),
+    "supersession cue: words": (supersession.change_cue, lambda n: fill("switch ", n)),
+    "supersession cue: arrows": (supersession.change_cue, lambda n: fill("-", n)),
     # imported transcripts (a turn's text has no size limit before it is cut)
     "transcripts: interrupted marker": (transcripts._NOISE.match,
                                         starts("[Request interrupted by user", "]")),

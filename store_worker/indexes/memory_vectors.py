@@ -9,6 +9,7 @@ result says which one won (-1: the whole memory), so the snippet can show that c
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -65,19 +66,19 @@ class MemoryVectors:
     def cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For each row: the best cosine over its whole vector and chunks (NaN: no vector),
         and which chunk gave it (-1: the whole memory)."""
-        best = np.full(len(rows), np.nan, dtype=np.float32)
+        q = np.asarray(q, dtype=np.float32)
+        best = self.whole.exact.dots(rows, q)
         which = np.full(len(rows), -1, dtype=np.int32)
-        for i, row in enumerate(rows.tolist()):
-            vec = self.whole.vector(row)
-            if vec is not None:
-                best[i] = float(vec @ q)
-            for slot in self._slots.get(row, ()):
-                cvec = self.chunks.vector(slot)
-                if cvec is None:
-                    continue
-                c = float(cvec @ q)
-                if not c <= best[i]:  # NaN-safe: NaN <= c is False
-                    best[i], which[i] = c, int(self.chunk_no[slot])
+        owner = [(i, slot) for i, row in enumerate(rows.tolist())
+                 for slot in self._slots.get(row, ())]
+        if not owner:
+            return best, which
+        idx = np.fromiter((i for i, _ in owner), dtype=np.int64, count=len(owner))
+        slots = np.fromiter((s for _, s in owner), dtype=np.int64, count=len(owner))
+        scores = self.chunks.exact.dots(slots, q)
+        for i, slot, score in zip(idx.tolist(), slots.tolist(), scores.tolist(), strict=True):
+            if not math.isnan(score) and not score <= best[i]:  # better (best may be NaN)
+                best[i], which[i] = score, int(self.chunk_no[slot])
         return best, which
 
     def search(self, q: np.ndarray, k: int,

@@ -343,18 +343,19 @@ def top_k(scores: np.ndarray, allowed: np.ndarray, k: int) -> tuple[np.ndarray, 
 
 def best_term_position(content: str, terms: list[str]) -> int:
     """Offset in ``content`` of the first occurrence of the first of ``terms`` (which the caller
-    orders most-informative first) that occurs in it; -1 if none does."""
+    orders most-informative first) that occurs in it, preferring whole-word occurrences; -1 if
+    none does."""
     low = content.lower()
     for term in terms:
-        for m in re.finditer(re.escape(term), low):
-            s, e = m.start(), m.end()
-            before_ok = s == 0 or not (low[s - 1].isalnum())
-            after_ok = e == len(low) or not (low[e].isalnum())
-            if before_ok and after_ok:
-                return s
-        pos = low.find(term)
-        if pos >= 0:
-            return pos
+        first = pos = low.find(term)
+        while pos >= 0:
+            end = pos + len(term)
+            if ((pos == 0 or not low[pos - 1].isalnum())
+                    and (end == len(low) or not low[end].isalnum())):
+                return pos
+            pos = low.find(term, pos + 1)
+        if first >= 0:
+            return first
     return -1
 
 

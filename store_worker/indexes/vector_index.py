@@ -126,6 +126,16 @@ class ExactIndex:
         """(a copy of the labels, a view of the matrix) of the rows in use; label -1 = hole."""
         return self._labels[: self._n].copy(), self._mat[: self._n]
 
+    def dots(self, labels: np.ndarray, q: np.ndarray) -> np.ndarray:
+        """``vector(label) @ q`` for each label; NaN where a label has no vector."""
+        pos = np.fromiter((self._pos.get(x, -1) for x in labels.tolist()), dtype=np.int64,
+                          count=len(labels))
+        out = np.full(len(labels), np.nan, dtype=np.float32)
+        have = pos >= 0
+        if have.any():
+            out[have] = self._mat[pos[have]] @ q
+        return out
+
     def rescore(self, labels: np.ndarray, q: np.ndarray,
                 allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact cosines of candidate ``labels`` that exist and ``allowed`` permits, best

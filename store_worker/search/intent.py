@@ -64,8 +64,8 @@ def _window(m: re.Match[str], now: datetime, tz: tzinfo) -> tuple[datetime, date
     today = _midnight(local.date(), tz)
     day = timedelta(days=1)
     kind = m.lastgroup
-    if kind == "today":
-        return today, now
+    if kind == "today":  # at 2 am, "earlier today" still means the last few hours
+        return min(today, now - timedelta(hours=12)), now
     if kind == "yesterday":
         return today - day - timedelta(hours=6), today + timedelta(hours=6)
     if kind == "this_week":

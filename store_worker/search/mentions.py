@@ -16,6 +16,7 @@ MAX_FILES = 64  # paths kept per memory
 MAX_PATH_LEN = 512
 
 _PATH_RUN = re.compile(r"[\w./\\~+-]+")
+_NOT_FILES = frozenset({"e.g", "i.e", "a.k.a", "n.b", "p.s", "ph.d"})  # prose, not paths
 _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 # Case-sensitive, whole words: the errno names (ENOENT, ECONNREFUSED, ...).
@@ -41,7 +42,7 @@ def _path_of(run: str) -> str | None:
     name, _, ext = last.rpartition(".")
     if not (name.strip(".") and 1 <= len(ext) <= 8 and ext.isascii() and ext.isalnum()):
         return None
-    if ext.isdigit() or not any(c.isalnum() for c in name):
+    if ext.isdigit() or not any(c.isalnum() for c in name) or run.lower() in _NOT_FILES:
         return None
     return run
 
