@@ -253,3 +253,13 @@ def test_asking_for_the_current_state_lets_the_newer_restatement_win(store):
     now_first = ids_of(store.search("where are sessions stored now?", query_vector=query,
                                     now=NOW))
     assert now_first[0] == new and now_first.index(unrelated_newer) > now_first.index(old)
+
+
+def test_without_vectors_search_still_ranks_by_keywords(store):
+    """Nothing embedded yet (or the embedding pool down): plain words decide the order."""
+    one = store.add("note", "the cache is cold after a deploy", "p", created_at=NOW).id
+    both = store.add("note", "the cache warmup job runs after every deploy", "p",
+                     created_at=NOW - timedelta(days=300)).id
+    store.add("note", "an unrelated note about lunch", "p", created_at=NOW)
+    res = store.search("cache warmup", now=NOW)
+    assert res.mode == "keyword" and ids_of(res) == [both, one]

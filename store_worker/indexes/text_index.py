@@ -282,10 +282,9 @@ class TextIndex:
     def scores(
         self, terms: list[str], alive: np.ndarray, doc_len: np.ndarray, avgdl: float
     ) -> TextScores:
-        """BM25 and idf coverage of ``terms`` over every row (see ``TextScores``)."""
+        """BM25 of ``terms`` over every row, and their idfs (see ``TextScores``)."""
         n_rows = len(alive)
         out = np.zeros(n_rows, dtype=np.float32)
-        covered = np.zeros(n_rows, dtype=np.float32)
         n_docs = int(np.count_nonzero(alive))
         idfs: dict[str, float] = {}
         norm = max(avgdl, 1.0)
@@ -301,21 +300,18 @@ class TextIndex:
             idf = float(np.log1p((n_docs - df + 0.5) / (df + 0.5)))
             denom = tfs + K1 * (1.0 - B + B * doc_len[rows] / norm)
             out[rows] += (idf * tfs * (K1 + 1.0) / denom).astype(np.float32)
-            covered[np.unique(rows)] += idf
             idfs[term] = idf
-        return TextScores(out, covered, idfs, n_docs)
+        return TextScores(out, idfs, n_docs)
 
 
 @dataclass(slots=True)
 class TextScores:
     """What the text index says about one query, over every row number.
 
-    ``bm25``: the BM25 score (0 where no term matches). ``covered``: the summed idf of the query
-    terms the row contains (each term once, whatever its frequency). ``idf``: each query term
-    that occurs in the corpus, with its idf. ``n_docs``: live rows."""
+    ``bm25``: the BM25 score (0 where no term matches). ``idf``: each query term that occurs in
+    the corpus, with its idf. ``n_docs``: live rows."""
 
     bm25: np.ndarray
-    covered: np.ndarray
     idf: dict[str, float]
     n_docs: int
 

@@ -15,9 +15,14 @@ something a program names (``parse_config_v2``, ``BILL-482``, ``src/app.py``, ``
 ``--dry-run``, ``DuckDB``; see ``text_index.identifier_terms``). Its weight is what lets an exact
 identifier win over a closer paraphrase, while plain words shared with the wrong memory
 ("database", "job", "retry") barely count: on the evaluation's paraphrases they were noise (the
-fit gives ``keyword`` almost no weight once ``ident`` is there, and rare plain words none). The scale is absolute (the same cosine and match give the
-same relevance in any query), so ``min_score`` is a relevance a user can set. A memory with no
-vector yet (still pending) counts its cosine as ``COS_UNKNOWN``.
+fit gives ``keyword`` almost no weight once ``ident`` is there, and a share of rare plain words
+none; 0.3 of a logit for a full keyword match keeps near-ties on the side of the words). The
+scale is absolute (the same cosine and match give the same relevance in any query), so
+``min_score`` is a relevance a user can set: ~0.5 and up is a strong match, under 0.05 a weak
+one. A memory with no
+vector yet (still pending, or the embedding pool is down) counts a cosine estimated from its
+keyword match (``COS_UNKNOWN`` to ``COS_UNKNOWN + COS_PER_KEYWORD``), so keyword-only search
+still ranks by keywords.
 
 **Time** adjusts the relevance's logit ``z``, so a shift means the same at any level of relevance
 (a fixed amount off a score in 0..1 would swamp the differences among weak matches):
@@ -56,10 +61,13 @@ US_PER_DAY = 86_400 * 1_000_000
 
 # relevance (fitted: bench/fit_ranking.py)
 W_COS = 12.0
-W_KW = 0.4
+W_KW = 0.3
 W_IDENT = 10.5
 BIAS = -8.2
-COS_UNKNOWN = 0.25  # the cosine assumed for a memory not embedded yet
+# A memory without a vector yet (just stored, or the embedding pool is down) gets a cosine
+# estimated from its keyword match: COS_UNKNOWN for none, COS_UNKNOWN + COS_PER_KEYWORD for all.
+COS_UNKNOWN = 0.25
+COS_PER_KEYWORD = 0.3
 
 # time (logit units; tuned on the evaluation's update and temporal questions)
 RECENCY_LOGIT = 0.05
@@ -98,7 +106,8 @@ def keyword_match(bm25: np.ndarray, idf_total: float) -> np.ndarray:
 
 def logit(cosine: np.ndarray, keyword: np.ndarray, ident: np.ndarray) -> np.ndarray:
     """The relevance's logit (see the module doc)."""
-    cos = np.where(np.isnan(cosine), COS_UNKNOWN, cosine).astype(np.float64)
+    cos = np.where(np.isnan(cosine), COS_UNKNOWN + COS_PER_KEYWORD * keyword,
+                   cosine).astype(np.float64)
     return W_COS * cos + W_KW * keyword + W_IDENT * ident + BIAS
 
 
