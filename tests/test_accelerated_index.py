@@ -170,3 +170,32 @@ def test_a_build_that_keeps_failing_is_given_up_after_a_few_tries(data, flaky):
     assert flaky.builds == accelerated_index.BUILD_ATTEMPTS
     assert index.kind == "exact" and "injected build failure" in index.ann_error
     assert index.search(data[3000], 1)[0].tolist() == [4000]
+
+
+def test_chunk_vectors_get_their_own_approximate_index(tmp_path, data):
+    """Long memories add several vectors each: past ann_min_rows chunk vectors the chunk index
+    builds its own HNSW accelerator, searches find memories through it, and the snapshot keeps
+    it."""
+    db = tmp_path / "m.duckdb"
+    long = " ".join(f"w{i}" for i in range(266))  # 268 words with the prefix: 5 chunks
+    n = 600
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
+        s.add_many({"kind": "conversation", "content": f"conversation {i}: {long}",
+                    "project": "p"} for i in range(n))
+        items = s.pending_embeddings(10 * n)
+        assert len(items) == 6 * n
+        s.set_embeddings([k for k, _ in items], data[: len(items)])
+        assert s.vectors.chunk_count == 5 * n and len(s.vectors) == n
+        s.vectors.wait_ready(60)
+        assert s.vectors.chunks.kind.startswith("exact+")  # 3000 chunk vectors: accelerated
+        assert not s.vectors.whole.kind.startswith("exact+")  # 600 whole ones: exact only
+        key, _ = items[9]  # a chunk of the second memory (items: whole, 5 chunks, whole, ...)
+        assert "#" in key
+        hit = s.search("conversation", query_vector=data[9], limit=1).hits[0]
+        assert hit["id"] == key.split("#")[0] and hit["parts"]["chunk"] == int(key.split("#")[1])
+    assert list(tmp_path.glob("m.duckdb.index.npz.*.chunks.ann"))
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
+        assert s.load_info["source"] == "snapshot"
+        assert s.vectors.chunks.kind.startswith("exact+")  # loaded with the snapshot
+        hit = s.search("conversation", query_vector=data[9], limit=1).hits[0]
+        assert hit["id"] == key.split("#")[0]

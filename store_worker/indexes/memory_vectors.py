@@ -178,17 +178,19 @@ class MemoryVectors:
         return index
 
     def save_ann(self, path: Path) -> bool:
-        """Save the approximate indexes that are ready; True when the whole-vector one was."""
-        self.chunks.save_ann(_chunk_ann_path(path))
-        return self.whole.save_ann(path)
+        """Save the approximate indexes that are ready (the chunks' beside ``path``); True when
+        either was saved."""
+        chunks_saved = self.chunks.save_ann(_chunk_ann_path(path))
+        return self.whole.save_ann(path) or chunks_saved
 
     def load_ann(self, path: Path) -> None:
-        self.whole.load_ann(path)
-        chunk_path = _chunk_ann_path(path)
-        if chunk_path.exists():
-            self.chunks.load_ann(chunk_path)
-        else:
-            self.chunks.maybe_build()
+        """Use the approximate indexes saved with the snapshot; build those that are missing
+        (if the index is large enough)."""
+        for index, file in ((self.whole, path), (self.chunks, _chunk_ann_path(path))):
+            if file.exists():
+                index.load_ann(file)
+            else:
+                index.maybe_build()
 
 
 def _chunk_ann_path(path: Path) -> Path:
