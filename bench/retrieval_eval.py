@@ -42,8 +42,10 @@ MODES: dict[str, dict[str, Any]] = {
     "cosine only": {"fusion": "vector", "decay": False},
     "BM25 only": {"fusion": "keyword", "decay": False},
     "RRF + decay (the old default)": {"fusion": "rrf", "decay": True, "half_life_days": 30.0},
-    "RRF, no decay": {"fusion": "rrf", "decay": False},
-    "relevance, no time preference": {"decay": False},
+    "RRF without decay": {"fusion": "rrf", "decay": False},
+    "default without time preference": {"decay": False},
+    "default without chunk vectors": {"chunks": False},
+    "cosine only without chunk vectors": {"fusion": "vector", "decay": False, "chunks": False},
 }
 
 

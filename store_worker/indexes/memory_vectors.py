@@ -63,12 +63,15 @@ class MemoryVectors:
     def vector(self, row: int) -> np.ndarray | None:
         return self.whole.vector(row)
 
-    def cosines(self, rows: np.ndarray, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """For each row: the best cosine over its whole vector and chunks (NaN: no vector),
-        and which chunk gave it (-1: the whole memory)."""
+    def cosines(self, rows: np.ndarray, q: np.ndarray, *,
+                chunks: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """For each row: the best cosine over its whole vector and (unless ``chunks`` is
+        false) its chunks (NaN: no vector), and which chunk gave it (-1: the whole memory)."""
         q = np.asarray(q, dtype=np.float32)
         best = self.whole.exact.dots(rows, q)
         which = np.full(len(rows), -1, dtype=np.int32)
+        if not chunks:
+            return best, which
         owner = [(i, slot) for i, row in enumerate(rows.tolist())
                  for slot in self._slots.get(row, ())]
         if not owner:
@@ -81,11 +84,11 @@ class MemoryVectors:
                 best[i], which[i] = score, int(self.chunk_no[slot])
         return best, which
 
-    def search(self, q: np.ndarray, k: int,
-               allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(self, q: np.ndarray, k: int, allowed: np.ndarray | None = None, *,
+               chunks: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` rows with the best cosine (whole or chunk), best first, with that cosine."""
         rows, scores = self.whole.search(q, k, allowed)
-        if len(self.chunks) == 0:
+        if len(self.chunks) == 0 or not chunks:
             return rows, scores
         slot_allowed = None
         if allowed is not None:

@@ -69,6 +69,7 @@ def search(
     decay: bool | None = None,
     half_life_days: float = 30.0,
     fusion: str = "relevance",
+    chunks: bool = True,
     now: datetime | str | None = None,
     tz: tzinfo | None = None,
 ) -> SearchResult:
@@ -77,7 +78,8 @@ def search(
     ``file_path``: memories naming that file; ``must_contain``: memories holding every word of
     it). ``decay``: None (default) = a bounded recency prior plus the question's own time cues,
     True = multiply by ``0.5 ** (age / half_life_days)``, False = no time preference at all.
-    ``fusion`` other than "relevance" is for comparison (``ranking``). ``total_candidates``
+    ``fusion`` other than "relevance", and ``chunks=False`` (whole-memory vectors only), are
+    for comparison (``ranking``, ``bench/retrieval_eval.py``). ``total_candidates``
     counts the results at or above ``min_score`` (in relevance order: among the candidates,
     each list holding ``max(100, 4 * (offset + limit))``)."""
     if not isinstance(query, str) or len(query) > MAX_QUERY_CHARS:
@@ -124,7 +126,8 @@ def search(
         return _newest(store, allowed, limit, offset, now_us)
 
     depth = max(100, 4 * (offset + limit))
-    found = candidates(store, terms, qvec, allowed, depth, fusion, identifier_terms(text))
+    found = candidates(store, terms, qvec, allowed, depth, fusion, identifier_terms(text),
+                       chunks=chunks)
     rows, cosine, keyword = found.rows, found.cosine, found.keyword
     created = cat.created_us[rows]
     if fusion == "relevance":
@@ -168,7 +171,8 @@ class Candidates:
 
 def candidates(store: MemoryStore, terms: list[str], qvec: np.ndarray | None,
                allowed: np.ndarray, depth: int, fusion: str = "relevance",
-               idents: set[str] | frozenset[str] = frozenset()) -> Candidates:
+               idents: set[str] | frozenset[str] = frozenset(), *,
+               chunks: bool = True) -> Candidates:
     """The best ``depth`` allowed rows by BM25 and by cosine (as ``fusion`` asks), each with
     every score part whichever list brought it."""
     cat = store.catalog
@@ -178,11 +182,11 @@ def candidates(store: MemoryStore, terms: list[str], qvec: np.ndarray | None,
     if fusion != "vector":
         lists.append(top_k(text.bm25, allowed, depth))
     if qvec is not None and fusion != "keyword":
-        lists.append(store.vectors.search(qvec, depth, allowed))
+        lists.append(store.vectors.search(qvec, depth, allowed, chunks=chunks))
     rows = (np.unique(np.concatenate([r for r, _ in lists])) if lists
             else np.empty(0)).astype(np.int64)
     if qvec is not None:
-        cosine, chunk = store.vectors.cosines(rows, qvec)
+        cosine, chunk = store.vectors.cosines(rows, qvec, chunks=chunks)
     else:
         cosine = np.full(len(rows), np.nan, dtype=np.float32)
         chunk = np.full(len(rows), -1, dtype=np.int32)
