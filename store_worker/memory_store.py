@@ -25,7 +25,7 @@ from typing import Any, Self, TypeVar
 import duckdb
 import numpy as np
 
-from store_worker import dependencies, embeddings
+from store_worker import dependencies, embeddings, store_stats
 from store_worker.indexes import snapshot
 from store_worker.indexes.accelerated_index import ANN_MIN_ROWS
 from store_worker.indexes.text_index import term_frequencies
@@ -338,59 +338,15 @@ class MemoryStore:
         if not doomed:
             return 0
 
-        def body(con: duckdb.DuckDBPyConnection) -> None:
-            con.execute(f"DELETE FROM memory_embeddings WHERE id IN {IDS}", [doomed])
-            con.execute(f"DELETE FROM memory_chunks WHERE id IN {IDS}", [doomed])
-            con.execute(f"DELETE FROM memory_links WHERE newer IN {IDS} OR older IN {IDS}",
-                        [doomed, doomed])
-            con.execute(f"DELETE FROM memories WHERE id IN {IDS}", [doomed])
-
-        self.transaction(body)
+        self.transaction(lambda con: rows.delete_memories(con, doomed))
         self.row_cache.discard(doomed)
         self.vectors.remove(self.catalog.kill(doomed))
         return len(doomed)
 
     def stats(self) -> dict[str, Any]:
+        """Counts, sizes and index state (``reflection_stats``; see ``store_stats``)."""
         self.flush()
-        con = self.con
-
-        def counts(column: str) -> dict[str, int]:
-            return dict(con.execute(
-                f"SELECT {column}, count(*) FROM memories GROUP BY ALL ORDER BY 1").fetchall())
-
-        total = con.execute("SELECT count(*) FROM memories").fetchall()[0][0]
-        embedded = con.execute(
-            "SELECT count(*) FROM memory_embeddings SEMI JOIN memories USING (id)").fetchall()[0][0]
-        chunk_rows = con.execute("SELECT count(*) FROM memory_chunks").fetchall()[0][0]
-        wal = Path(f"{self.path}.wal")
-        return {
-            "memories": total,
-            "by_kind": counts("kind"),
-            "by_project": counts("project"),
-            "embedded": embedded,
-            # memories whose whole vector or some chunk vector is still missing
-            "pending_embeddings": self.catalog.pending_count(),
-            "chunks": {"memories_chunked": int(np.count_nonzero(
-                self.catalog.n_chunks[: len(self.catalog)] * self.catalog.alive[: len(self.catalog)])),
-                "chunks_expected": int(np.sum(self.catalog.n_chunks[: len(self.catalog)][
-                    self.catalog.alive[: len(self.catalog)]], dtype=np.int64)),
-                "chunks_embedded": chunk_rows},
-            "supersessions": con.execute(
-                "SELECT count(*) FROM memory_links WHERE kind = 'supersedes'").fetchall()[0][0],
-            "dependencies": con.execute(
-                "SELECT count(*) FROM project_dependencies").fetchall()[0][0],
-            "distinct_terms": len(self.text_index),
-            "vector_index": {"kind": self.vectors.kind, "vectors": len(self.vectors),
-                             "chunk_vectors": self.vectors.chunk_count,
-                             "ann_build_s": self.vectors.ann_build_s,
-                             "ann_error": self.vectors.ann_error,
-                             "ann_failures": self.vectors.ann_failures},
-            "row_cache": self.row_cache.stats(),
-            "indexes_loaded": self.load_info,
-            "db_bytes": self.path.stat().st_size if self.path.exists() else 0,
-            "wal_bytes": wal.stat().st_size if wal.exists() else 0,
-            "schema_version": schema.current_version(con),
-        }
+        return store_stats.stats(self)
 
     # ------------------------------------------------------------ dependencies
 

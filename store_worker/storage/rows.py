@@ -119,6 +119,15 @@ def write_chunk_vectors(con: duckdb.DuckDBPyConnection, ids: list[str], numbers:
         con.unregister("_vec_ids")
 
 
+def delete_memories(con: duckdb.DuckDBPyConnection, ids: list[str]) -> None:
+    """Delete memories with their embeddings, chunk vectors and links (term rows are part of
+    the memory row)."""
+    con.execute(f"DELETE FROM memory_embeddings WHERE id IN {IDS}", [ids])
+    con.execute(f"DELETE FROM memory_chunks WHERE id IN {IDS}", [ids])
+    con.execute(f"DELETE FROM memory_links WHERE newer IN {IDS} OR older IN {IDS}", [ids, ids])
+    con.execute(f"DELETE FROM memories WHERE id IN {IDS}", [ids])
+
+
 def row_dict(row: tuple) -> dict[str, Any]:
     """A ``ROW_COLUMNS`` tuple as the dict the store hands out (and ``import_rows`` takes)."""
     rid, kind, content, project, tags, session_id, created_at, metadata = row
