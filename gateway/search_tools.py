@@ -22,21 +22,35 @@ from gateway.results import (
     search_result,
 )
 from shared import protocol as p
+from shared.limits import (
+    MAX_ERROR_TYPE_LEN,
+    MAX_FILE_PATH_LEN,
+    MAX_ID_LEN,
+    MAX_KIND_LEN,
+    MAX_OFFSET,
+    MAX_PROJECT_LEN,
+    MAX_QUERY_CHARS,
+    MAX_RESULTS,
+    MAX_TAG_LEN,
+    MAX_TAGS,
+    MAX_TIME_EXPRESSION_LEN,
+)
 
 READ_ONLY = {"readOnlyHint": True, "idempotentHint": True, "openWorldHint": False}
 
-Query = Annotated[str, Field(min_length=1, max_length=2000, description="What to look for.")]
-Limit = Annotated[int, Field(ge=1, le=100, description="How many results.")]
-Offset = Annotated[int, Field(ge=0, le=10_000, description="Results to skip (paging).")]
+Query = Annotated[str, Field(min_length=1, max_length=MAX_QUERY_CHARS,
+                             description="What to look for.")]
+Limit = Annotated[int, Field(ge=1, le=MAX_RESULTS, description="How many results.")]
+Offset = Annotated[int, Field(ge=0, le=MAX_OFFSET, description="Results to skip (paging).")]
 MinScore = Annotated[float, Field(ge=0.0, le=1.0, description=(
     "Drop results scoring below this (the score is a relevance in 0..1: about 0.5 and up is a "
     "strong match, under 0.05 a weak one)."))]
-ProjectFilter = Annotated[str | None, Field(max_length=200, description=(
+ProjectFilter = Annotated[str | None, Field(max_length=MAX_PROJECT_LEN, description=(
     "Only this project's memories; all projects when omitted."))]
-Kinds = Annotated[list[Annotated[str, Field(max_length=32)]] | None, Field(
+Kinds = Annotated[list[Annotated[str, Field(max_length=MAX_KIND_LEN)]] | None, Field(
     max_length=16, description="Only these kinds (reflection, conversation, ...).")]
-Tags = Annotated[list[Annotated[str, Field(max_length=64)]] | None, Field(
-    max_length=32, description="Only memories with any of these tags.")]
+Tags = Annotated[list[Annotated[str, Field(max_length=MAX_TAG_LEN)]] | None, Field(
+    max_length=MAX_TAGS, description="Only memories with any of these tags.")]
 Decay = Annotated[bool | None, Field(description=(
     "Time preference. Omitted: rank by relevance; age only breaks near-ties, and the question's "
     "own words steer it (\"now\", \"latest\" favour the newest memory on the subject; "
@@ -97,8 +111,8 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     async def get_memory(
-        ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=64)]],
-                       Field(min_length=1, max_length=100, description=(
+        ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]],
+                       Field(min_length=1, max_length=MAX_RESULTS, description=(
                            "Memory ids (from search results)."))],
     ) -> MemoriesResult:
         """Memories by id with their full content (search results show the first 2,000
@@ -125,7 +139,7 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_by_file(
-        file_path: Annotated[str, Field(min_length=1, max_length=1024, description=(
+        file_path: Annotated[str, Field(min_length=1, max_length=MAX_FILE_PATH_LEN, description=(
             "A path or file name; `src/app.py` also finds mentions of `/repo/src/app.py`."))],
         limit: Limit = 10, offset: Offset = 0, project: ProjectFilter = None,
     ) -> SearchResult:
@@ -150,9 +164,9 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_errors(
-        query: Annotated[str | None, Field(max_length=2000, description=(
+        query: Annotated[str | None, Field(max_length=MAX_QUERY_CHARS, description=(
             "What the error was about; omitted: the newest errors first."))] = None,
-        error_type: Annotated[str | None, Field(max_length=200, description=(
+        error_type: Annotated[str | None, Field(max_length=MAX_ERROR_TYPE_LEN, description=(
             "Only errors naming this, e.g. TypeError, ECONNREFUSED, segfault"))] = None,
         limit: Limit = 10, offset: Offset = 0, project: ProjectFilter = None,
     ) -> SearchResult:
@@ -166,9 +180,10 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations=READ_ONLY)
     async def search_temporal(
-        time_expression: Annotated[str, Field(min_length=1, max_length=200, description=(
+        time_expression: Annotated[str, Field(
+            min_length=1, max_length=MAX_TIME_EXPRESSION_LEN, description=(
             "e.g. today, yesterday, last week, past 3 days, since 2026-01-01"))],
-        query: Annotated[str | None, Field(max_length=2000, description=(
+        query: Annotated[str | None, Field(max_length=MAX_QUERY_CHARS, description=(
             "What about; omitted: every memory of the period, newest first."))] = None,
         limit: Limit = 20, offset: Offset = 0, project: ProjectFilter = None,
     ) -> SearchResult:
@@ -181,7 +196,7 @@ def register(mcp: FastMCP, gw) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def search_across_projects(
         query: Query,
-        current_project: Annotated[str, Field(min_length=1, max_length=200)],
+        current_project: Annotated[str, Field(min_length=1, max_length=MAX_PROJECT_LEN)],
         limit: Limit = 10,
     ) -> SearchResult:
         """Search the current project and every project linked to it with

@@ -14,6 +14,14 @@ MAX_PROJECT_LEN = 200
 MAX_SESSION_ID_LEN = 200
 MAX_DESCRIPTION_LEN = 2000  # of a project dependency
 
+# searches (the gateway's tool schemas; the store accepts a little more)
+MAX_QUERY_CHARS = 2000
+MAX_RESULTS = 100  # per page
+MAX_OFFSET = 10_000
+MAX_TIME_EXPRESSION_LEN = 200
+MAX_FILE_PATH_LEN = 1024
+MAX_ERROR_TYPE_LEN = 200
+
 # What the gateway puts where its input held invalid UTF-8 or a lone surrogate: a noncharacter no
 # legitimate text needs. The hub client refuses any request carrying it (a readable bad_request);
 # the transcript importer turns it into U+FFFD.

@@ -25,9 +25,11 @@ import calendar
 import re
 from datetime import UTC, date, datetime, timedelta, tzinfo
 
+from shared.limits import MAX_TIME_EXPRESSION_LEN
+
 Range = tuple[datetime | None, datetime | None]
 
-MAX_EXPRESSION_LEN = 200  # characters; the longest accepted form is far shorter
+MAX_EXPRESSION_LEN = MAX_TIME_EXPRESSION_LEN  # the longest accepted form is far shorter
 
 _UNITS = {
     "s": "second", "sec": "second", "secs": "second", "second": "second", "seconds": "second",
