@@ -263,3 +263,17 @@ def test_without_vectors_search_still_ranks_by_keywords(store):
     store.add("note", "an unrelated note about lunch", "p", created_at=NOW)
     res = store.search("cache warmup", now=NOW)
     assert res.mode == "keyword" and ids_of(res) == [both, one]
+
+
+def test_a_keyword_query_finds_the_memory_holding_the_keyword(store):
+    """One to three plain words are a keyword search: the memory that holds them wins over one
+    that is only close in meaning (a longer question still ranks by meaning)."""
+    holds = store.add("note", "we render invoice PDFs with wkhtmltopdf 0.12", "p",
+                      created_at=NOW - timedelta(days=200)).id
+    close = store.add("note", "invoice PDFs look blurry on retina screens", "p",
+                      created_at=NOW).id
+    embed_all(store, lambda k, t: unit(1) if k == holds else unit(2))
+    query = mix(unit(2), unit(1), 0.45)  # the model puts the query nearer the other memory
+    assert ids_of(store.search("wkhtmltopdf", query_vector=query, now=NOW))[0] == holds
+    long_question = "why do the invoice documents we generate look fuzzy, wkhtmltopdf or not"
+    assert ids_of(store.search(long_question, query_vector=query, now=NOW))[0] == close

@@ -44,6 +44,9 @@ if TYPE_CHECKING:
 MAX_QUERY_CHARS = 10_000
 MAX_LIMIT = 1000
 FUSIONS = ("relevance", "rrf", "vector", "keyword")
+# A query of this many terms or fewer is a keyword query: all its terms count as distinctive
+# (``ranking``'s ident), as identifier-shaped ones always do.
+SHORT_QUERY_TERMS = 3
 Order = Literal["relevance", "newest"]
 
 
@@ -126,8 +129,10 @@ def search(
         return _newest(store, allowed, limit, offset, now_us)
 
     depth = max(100, 4 * (offset + limit))
-    found = candidates(store, terms, qvec, allowed, depth, fusion, identifier_terms(text),
-                       chunks=chunks)
+    idents = identifier_terms(text)
+    if len(terms) <= SHORT_QUERY_TERMS:  # "wkhtmltopdf", "celery broker": the words are the point
+        idents |= set(terms)
+    found = candidates(store, terms, qvec, allowed, depth, fusion, idents, chunks=chunks)
     rows, cosine, keyword = found.rows, found.cosine, found.keyword
     created = cat.created_us[rows]
     if fusion == "relevance":
