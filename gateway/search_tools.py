@@ -56,6 +56,8 @@ Decay = Annotated[bool | None, Field(description=(
     "own words steer it (\"now\", \"latest\" favour the newest memory on the subject; "
     "\"last week\" favours that week). true: multiply by a half-life decay (favour recent). "
     "false: no time preference at all."))]
+HalfLife = Annotated[float | None, Field(gt=0, le=36_500, description=(
+    "Half-life in days of decay=true (default: the server's decay_half_life_days, 30)."))]
 
 
 @dataclass
@@ -87,26 +89,27 @@ def register(mcp: FastMCP, gw) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def reflect_on_past(
         query: Query, limit: Limit = 10, min_score: MinScore = 0.0,
-        project: ProjectFilter = None, decay: Decay = None, kinds: Kinds = None,
-        tags: Tags = None,
+        project: ProjectFilter = None, decay: Decay = None, half_life_days: HalfLife = None,
+        kinds: Kinds = None, tags: Tags = None,
     ) -> SearchResult:
         """Search memory in depth, with filters; each result shows its score parts
         (relevance, vector, keyword, bm25, recency) and supersession links."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
-                                      min_score=min_score, decay=decay, kinds=kinds,
-                                      tags_any=tags)
+                                      min_score=min_score, decay=decay,
+                                      half_life_days=half_life_days, kinds=kinds, tags_any=tags)
         return search_result(query, reply, note)
 
     @mcp.tool(annotations=READ_ONLY)
     async def get_more_results(
         query: Query, offset: Offset = 10, limit: Limit = 10, project: ProjectFilter = None,
-        min_score: MinScore = 0.0, decay: Decay = None, kinds: Kinds = None, tags: Tags = None,
+        min_score: MinScore = 0.0, decay: Decay = None, half_life_days: HalfLife = None,
+        kinds: Kinds = None, tags: Tags = None,
     ) -> SearchResult:
         """The next page of a search: results from `offset` on. Pass the same filters as the
         first search (project, kinds, tags, decay, min_score) to page through the same list."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
                                       offset=offset, min_score=min_score, decay=decay,
-                                      kinds=kinds, tags_any=tags)
+                                      half_life_days=half_life_days, kinds=kinds, tags_any=tags)
         return search_result(query, reply, note, offset=offset)
 
     @mcp.tool(annotations=READ_ONLY)

@@ -118,6 +118,11 @@ def test_linked_projects_and_the_time_preferences(mem):
                                                              "project": "p-old"})
             old = next(r for r in decayed["results"] if r["project"] == "p-old")
             assert old["parts"]["recency"] < 0.01 and old["score"] < 0.01  # explicit decay
+            slow = await call(client, "reflect_on_past", {**query, "decay": True,
+                                                          "half_life_days": 3650,
+                                                          "project": "p-old"})
+            assert next(r for r in slow["results"] if r["project"] == "p-old")[
+                "parts"]["recency"] > 0.9
             off = await call(client, "reflect_on_past", {**query, "decay": False})
             scores = [r["score"] for r in off["results"] if r["project"] in ("p-old", "p-new")]
             assert len(scores) == 2 and scores[0] == pytest.approx(scores[1])
