@@ -103,11 +103,13 @@ def _import_rows(ds: Dataset, now: datetime) -> tuple[list[dict[str, Any]], dict
 
 
 def fill_store(store, embedder, ds: Dataset, now: datetime) -> dict[str, str]:
-    """Import the dataset into ``store`` and embed everything the way the embed filler does."""
+    """Import the dataset into ``store``, embed everything the way the embed filler does, and
+    check for supersession as the store worker does when idle."""
     rows, id_of = _import_rows(ds, now)
     store.import_rows(rows)
     while pending := store.pending_embeddings(256):
         store.set_embeddings([i for i, _ in pending], embedder.embed([t for _, t in pending]))
+    store.link_superseded()  # what the store worker does while idle
     return id_of
 
 

@@ -4,13 +4,14 @@ back (``MemoryStore.pending_embeddings`` / ``set_embeddings`` delegate here).
 Work items are keyed: a memory id for its whole text, ``<id>#<n>`` for chunk ``n`` of a long
 memory (``indexes.chunks``). The embed filler passes the keys through untouched. A memory is
 fully embedded when its whole vector and every chunk vector are stored; only then does it stop
-counting as pending. Storing whole vectors also looks for memories they supersede
-(``search.supersession``).
+counting as pending. A memory that got its whole vector waits for its supersession check
+(``search.supersession``), which ``link_superseded`` does a slice at a time.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -82,7 +83,7 @@ def store_vectors(store: MemoryStore, keys: Sequence[str], vectors: np.ndarray) 
     new_rows = _store_whole(store, whole, unit)
     _store_chunks(store, parts, unit)
     if new_rows:
-        _link_superseded(store, new_rows)
+        store.linker.add(store.catalog, new_rows)  # checked for supersession when idle
     return len(whole) + len(parts)
 
 
@@ -125,12 +126,21 @@ def _store_chunks(store: MemoryStore, parts: dict[tuple[str, int], int],
         cat.chunks_done[row] = len(store.vectors.chunks_of(row)) >= cat.n_chunks[row]
 
 
-def _link_superseded(store: MemoryStore, new_rows: list[int]) -> None:
-    """Record which memories the newly embedded ones supersede (or are superseded by)."""
+def link_superseded(store: MemoryStore, budget_s: float | None = None) -> int:
+    """Work through the memories waiting for their supersession check (``supersession.Linker``)
+    until none is left or ``budget_s`` has passed; record the links found. Returns how many
+    memories still wait."""
+    cat, linker = store.catalog, store.linker
+    deadline = None if budget_s is None else time.monotonic() + budget_s
+    while linker.pending and (deadline is None or time.monotonic() < deadline):
+        pairs = linker.step(cat, store.vectors)
+        if pairs:
+            _record(store, pairs)
+    return linker.pending
+
+
+def _record(store: MemoryStore, pairs: list[tuple[int, int, float]]) -> None:
     cat = store.catalog
-    pairs = supersession.candidates(cat, store.vectors, new_rows)
-    if not pairs:
-        return
     involved = sorted({r for a, b, _ in pairs for r in (a, b)})
     found = store.fetch([cat.ids[r] for r in involved])
     links = supersession.links(cat, pairs, lambda r: found[cat.ids[r]]["content"])

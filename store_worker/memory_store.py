@@ -41,7 +41,7 @@ from store_worker.records import (
     str_list,
     to_utc,
 )
-from store_worker.search import hybrid_search
+from store_worker.search import hybrid_search, supersession
 from store_worker.storage import rows, schema
 from store_worker.storage.journal import Journal
 from store_worker.storage.row_cache import RowCache
@@ -50,6 +50,7 @@ from store_worker.storage.rows import IDS, Terms
 log = logging.getLogger("sessiond.store")
 
 DIM = schema.EMBEDDING_DIM
+CLOSE_LINK_BUDGET_S = 1.0
 T = TypeVar("T")
 
 
@@ -63,6 +64,7 @@ class MemoryStore:
         self._unflushed: dict[str, tuple[Record, Terms]] = {}  # journaled, not yet in the table
         self._journal: Journal | None = None
         self.row_cache = RowCache()
+        self.linker = supersession.Linker()  # memories waiting for their supersession check
         self._con: duckdb.DuckDBPyConnection | None = duckdb.connect(str(self.path))
         try:
             self._con.execute("SET TimeZone = 'UTC'")
@@ -98,6 +100,8 @@ class MemoryStore:
         if self._con is not None:
             try:
                 self.flush()
+                if self.linker.pending:  # best effort: what is left is not checked again
+                    embeddings.link_superseded(self, CLOSE_LINK_BUDGET_S)
                 snapshot.write_at_close(self.con, self.path, self.catalog, self.text_index,
                                         self.vectors, keep=self.count >= self.snapshot_min_rows)
                 self._con.execute("CHECKPOINT")
@@ -271,6 +275,13 @@ class MemoryStore:
         ``<id>#<n>`` for a chunk of a long one (see ``embeddings.pending``)."""
         self.flush()
         return embeddings.pending(self, limit)
+
+    def link_superseded(self, budget_s: float | None = None) -> int:
+        """Check the newly embedded memories for what they supersede, for at most ``budget_s``
+        (all of them when None): the worker calls this while idle. Returns how many still
+        wait."""
+        self.flush()
+        return embeddings.link_superseded(self, budget_s)
 
     def set_embeddings(self, keys: Sequence[str], vectors: np.ndarray) -> int:
         """Store the vectors of work-item ``keys`` (from ``pending_embeddings``), replacing any

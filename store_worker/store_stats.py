@@ -40,6 +40,7 @@ def stats(store: MemoryStore) -> dict[str, Any]:
             "chunks_embedded": one("SELECT count(*) FROM memory_chunks"),
         },
         "supersessions": one("SELECT count(*) FROM memory_links WHERE kind = 'supersedes'"),
+        "supersession_checks_waiting": store.linker.pending,
         "dependencies": one("SELECT count(*) FROM project_dependencies"),
         "distinct_terms": len(store.text_index),
         "vector_index": {"kind": vectors.kind, "vectors": len(vectors),

@@ -39,6 +39,10 @@ BULK = (p.ExportMemories, p.ImportMemories)  # run as jobs in slices
 # store would make the next store of a burst wait for it; batching makes that cost rare.
 FLUSH_IDLE_S = 0.05
 FLUSH_MAX_ROWS = 256
+# With memories waiting for their supersession check, the store works through them after this
+# much idle time, in slices of about this long.
+LINK_IDLE_S = 0.01
+LINK_SLICE_S = 0.005
 FILLER_STOP_S = 5.0  # at shutdown; it cancels its embed requests at once
 
 
@@ -66,10 +70,11 @@ class StoreWorker(Worker):
 
     def compute_loop(self) -> None:
         while True:
-            try:  # with journaled stores waiting, an idle pause flushes them
-                item = self.inbox.get(timeout=FLUSH_IDLE_S if self.store.unflushed else None)
+            try:  # idle: flush journaled stores, then check new memories for supersession
+                item = self.inbox.get(timeout=self._idle_timeout())
             except queue.Empty:
                 self._flush_journal()
+                self._link_superseded()
                 continue
             if item is None:
                 self._abort_bulk("the store is stopping", "unavailable")
@@ -87,6 +92,19 @@ class StoreWorker(Worker):
                 self._flush_journal()
         self.teardown()
         self.close_waker()
+
+    def _idle_timeout(self) -> float | None:
+        if self.store.unflushed:
+            return FLUSH_IDLE_S
+        return LINK_IDLE_S if self.store.linker.pending else None
+
+    def _link_superseded(self) -> None:
+        """One slice of supersession checks (a few ms: a request arriving meanwhile waits at
+        most that long). A database error is logged and the check tried again later."""
+        try:
+            self.store.link_superseded(LINK_SLICE_S)
+        except duckdb.Error as exc:
+            log.error("supersession check failed (tried again when idle): %s", exc)
 
     def _flush_journal(self) -> None:
         """Move journaled stores into the table (a burst of stores becomes one transaction).

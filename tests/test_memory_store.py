@@ -201,12 +201,15 @@ def test_hybrid_search_ranks_the_vector_near_document_first(store):
     ids = [store.add("note", t, "p", created_at=NOW).id for t in texts]
     vectors = np.stack([unit(1), unit(2), unit(3)])
     assert store.set_embeddings(ids, vectors) == 3
-    res = store.search("cache notes", query_vector=near(vectors[1], 9), now=NOW)
+    res = store.search("what do the cache notes say?", query_vector=near(vectors[1], 9), now=NOW)
     assert res.mode == "hybrid"
     assert res.hits[0]["id"] == ids[1]
     assert res.hits[0]["parts"]["vector"] > 0.95
     assert res.hits[0]["score"] > 0.9  # near-identical meaning: a strong match
-    assert res.hits[1]["score"] < 0.05  # the same keywords, unrelated meaning: a weak one
+    assert res.hits[1]["score"] < 0.05  # the same words, unrelated meaning: a weak one
+    keywords = store.search("cache notes", query_vector=near(vectors[1], 9), now=NOW)
+    assert ids_of(keywords)[0] == ids[1]  # typed as keywords, the words count for all three
+    assert all(h["score"] > 0.5 for h in keywords.hits)
 
 
 def test_unembedded_rows_are_found_by_keywords_in_hybrid_mode(store):
@@ -307,9 +310,10 @@ def test_limit_offset_and_min_score(store):
     assert set(ids_of(store.search("common", limit=30, now=NOW))) == set(ids)
     store.set_embeddings(ids[:5], np.stack([unit(i) for i in range(5)]))
     # the score is a relevance: only the memory whose meaning matches clears 0.5
-    strict = store.search("common", query_vector=unit(0), min_score=0.5, now=NOW)
+    question = "which note has a common word?"
+    strict = store.search(question, query_vector=unit(0), min_score=0.5, now=NOW)
     assert ids_of(strict) == [ids[0]] and strict.total_candidates == 1
-    assert store.search("common", min_score=1.0, now=NOW).total_candidates == 0
+    assert store.search(question, min_score=1.0, now=NOW).total_candidates == 0
 
 
 @pytest.mark.parametrize(

@@ -42,10 +42,12 @@ def ids_of(result) -> list[str]:
 
 
 def embed_all(store: MemoryStore, vector_of) -> None:
-    """Fill every pending item the way the embed filler does; ``vector_of(key, text)``."""
+    """Fill every pending item the way the embed filler does (``vector_of(key, text)``), then
+    check for supersession."""
     while pending := store.pending_embeddings(100):
         store.set_embeddings([k for k, _ in pending],
                              np.stack([vector_of(k, t) for k, t in pending]))
+    store.link_superseded()  # as the store worker does when idle
 
 
 # ------------------------------------------------------------------ chunks
@@ -277,3 +279,13 @@ def test_a_keyword_query_finds_the_memory_holding_the_keyword(store):
     assert ids_of(store.search("wkhtmltopdf", query_vector=query, now=NOW))[0] == holds
     long_question = "why do the invoice documents we generate look fuzzy, wkhtmltopdf or not"
     assert ids_of(store.search(long_question, query_vector=query, now=NOW))[0] == close
+
+
+def test_keyword_queries_are_a_few_words_that_are_not_a_question():
+    from store_worker.search.hybrid_search import is_keyword_query
+
+    for q in ("wkhtmltopdf", "celery broker", "BILL-482 retries"):
+        assert is_keyword_query(q), q
+    for q in ("where are sessions stored?", "what renders PDFs", "how we deploy to prod now",
+              ""):
+        assert not is_keyword_query(q), q

@@ -169,3 +169,29 @@ def test_get_memory_returns_the_full_content(mem):
             assert "ids" in await call_error(client, "get_memory", {"ids": []})
 
     asyncio.run(scenario())
+
+
+def test_a_newer_restatement_shows_what_it_supersedes(mem):
+    env, home = mem
+    now = datetime.now(UTC)
+    rows = [_row(1, "Invoice PDFs are rendered with wkhtmltopdf 0.12 inside the billing worker",
+                 "p-supersede", now - timedelta(days=150)),
+            _row(2, "Replaced wkhtmltopdf with WeasyPrint for rendering invoice PDFs in the "
+                    "billing worker", "p-supersede", now - timedelta(days=3))]
+    path = _import(home, "supersede.jsonl", rows)
+
+    async def scenario():
+        async with gateway_client(env) as client:
+            await call(client, "import_memories", {"path": path})
+            await wait_embedded(client)
+            deadline = asyncio.get_running_loop().time() + 10
+            while (await call(client, "reflection_stats"))["supersession_checks_waiting"]:
+                assert asyncio.get_running_loop().time() < deadline
+                await asyncio.sleep(0.05)
+            found = await call(client, "quick_search", {
+                "query": "what do we render invoice PDFs with now?", "project": "p-supersede"})
+            first, second = found["results"]
+            assert first["id"] == rows[1]["id"] and first["supersedes"] == [rows[0]["id"]]
+            assert second["superseded_by"] == rows[1]["id"]
+
+    asyncio.run(scenario())

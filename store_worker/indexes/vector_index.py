@@ -136,6 +136,13 @@ class ExactIndex:
             out[have] = self._mat[pos[have]] @ q
         return out
 
+    def gather(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Which ``labels`` have a vector (a mask) and those vectors, in order (a copy)."""
+        pos = np.fromiter((self._pos.get(x, -1) for x in labels.tolist()), dtype=np.int64,
+                          count=len(labels))
+        present = pos >= 0
+        return present, self._mat[pos[present]]
+
     def rescore(self, labels: np.ndarray, q: np.ndarray,
                 allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact cosines of candidate ``labels`` that exist and ``allowed`` permits, best

@@ -44,9 +44,12 @@ if TYPE_CHECKING:
 MAX_QUERY_CHARS = 10_000
 MAX_LIMIT = 1000
 FUSIONS = ("relevance", "rrf", "vector", "keyword")
-# A query of this many terms or fewer is a keyword query: all its terms count as distinctive
-# (``ranking``'s ident), as identifier-shaped ones always do.
-SHORT_QUERY_TERMS = 3
+# A query of at most this many words that is not a question is a keyword search: all its terms
+# count as distinctive (``ranking``'s ident), as identifier-shaped ones always do.
+KEYWORD_QUERY_WORDS = 3
+_QUESTION_WORDS = frozenset({"what", "whats", "what's", "how", "why", "where", "when", "which",
+                             "who", "do", "does", "did", "is", "are", "was", "were", "can",
+                             "should", "could", "would", "will", "any"})
 Order = Literal["relevance", "newest"]
 
 
@@ -130,7 +133,7 @@ def search(
 
     depth = max(100, 4 * (offset + limit))
     idents = identifier_terms(text)
-    if len(terms) <= SHORT_QUERY_TERMS:  # "wkhtmltopdf", "celery broker": the words are the point
+    if is_keyword_query(text):  # "wkhtmltopdf", "celery broker": the words are the point
         idents |= set(terms)
     found = candidates(store, terms, qvec, allowed, depth, fusion, idents, chunks=chunks)
     rows, cosine, keyword = found.rows, found.cosine, found.keyword
@@ -214,6 +217,14 @@ def _subject_sim(store: MemoryStore, rows: np.ndarray, z: np.ndarray) -> np.ndar
         if vec is not None:
             out[i] = float(vec @ top)
     return out
+
+
+def is_keyword_query(text: str) -> bool:
+    """A few words typed as a search ("wkhtmltopdf", "celery broker"), not a question
+    ("where are sessions stored?")."""
+    words = text.split()
+    return (0 < len(words) <= KEYWORD_QUERY_WORDS and "?" not in text
+            and words[0].lower().strip("'\"`") not in _QUESTION_WORDS)
 
 
 def _without(query: str, words: str) -> str:

@@ -12,8 +12,8 @@ prints the fit; ``bench/retrieval_eval.py`` measures the result)::
 memory holding every informative query term once at average length, whatever the query.
 ``ident`` is the keyword evidence a paraphrase cannot fake: the query's words shaped like
 something a program names (``parse_config_v2``, ``BILL-482``, ``src/app.py``, ``ECONNREFUSED``,
-``--dry-run``, ``DuckDB``; see ``text_index.identifier_terms``), and every term of a query of
-one to three terms (a keyword search: ``hybrid_search.SHORT_QUERY_TERMS``). Its weight is what lets an exact
+``--dry-run``, ``DuckDB``; see ``text_index.identifier_terms``), and every term of a keyword
+search (a few words that are not a question: ``hybrid_search.is_keyword_query``). Its weight is what lets an exact
 identifier win over a closer paraphrase, while plain words shared with the wrong memory
 ("database", "job", "retry") barely count: on the evaluation's paraphrases they were noise (the
 fit gives ``keyword`` almost no weight once ``ident`` is there, and a share of rare plain words
