@@ -138,14 +138,17 @@ def test_a_restatement_with_a_new_fact_supersedes_the_older_memory(store):
 
 def test_supersession_links_survive_a_reopen(tmp_path):
     db = tmp_path / "m.duckdb"
-    with MemoryStore(db) as s:
+    with MemoryStore(db, snapshot_min_rows=0) as s:
         old = s.add("note", "we deploy with fabric scripts", "p",
                     created_at=NOW - timedelta(days=90)).id
         new = s.add("note", "moved off fabric: deploys now run from GitHub Actions", "p",
                     created_at=NOW - timedelta(days=2)).id
         embed_all(s, lambda k, t: unit(1) if k == old else mix(unit(1), unit(2), 0.2))
-    with MemoryStore(db) as s:
-        assert s.catalog.superseded_by[s.catalog.row_of[old]] == s.catalog.row_of[new]
+    for min_rows in (0, 10**9):  # from the index snapshot, then from the tables
+        with MemoryStore(db, snapshot_min_rows=min_rows) as s:
+            cat = s.catalog
+            assert cat.superseded_by[cat.row_of[old]] == cat.row_of[new]
+            assert cat.supersedes(cat.row_of[new]) == [cat.row_of[old]]
 
 
 # ------------------------------------------------------------------ listing, errors, files

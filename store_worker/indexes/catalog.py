@@ -50,6 +50,7 @@ class Catalog:
         self.n_chunks = np.zeros(cap, dtype=np.int16)  # chunks to embed besides the whole text
         self.chunks_done = np.zeros(cap, dtype=bool)  # every chunk vector is stored
         self.superseded_by = np.full(cap, -1, dtype=np.int64)  # row of the newer memory, or -1
+        self._supersedes: dict[int, set[int]] = {}  # the reverse: row -> rows it supersedes
         self._row_by_content: dict[int, int] = {}
         self._file_rows: dict[str, array] = {}  # lowercased file name -> rows naming it
         self.files: dict[int, tuple[str, ...]] = {}  # row -> the file paths it names
@@ -167,7 +168,16 @@ class Catalog:
         return np.asarray(keep, dtype=np.int64)
 
     def supersede(self, newer: int, older: int) -> None:
+        """Record that ``newer`` is the (newest) memory superseding ``older``."""
+        before = int(self.superseded_by[older])
+        if before >= 0:
+            self._supersedes.get(before, set()).discard(older)
         self.superseded_by[older] = newer
+        self._supersedes.setdefault(newer, set()).add(older)
+
+    def supersedes(self, row: int) -> list[int]:
+        """The alive rows ``row`` is the newest superseder of, in row order."""
+        return sorted(r for r in self._supersedes.get(row, ()) if self.alive[r])
 
     def kill(self, ids: Iterable[str]) -> np.ndarray:
         """Mark rows deleted; returns the row numbers that were alive."""
@@ -188,6 +198,8 @@ class Catalog:
             n = len(self.ids)
             orphaned = np.flatnonzero(np.isin(self.superseded_by[:n], out))
             self.superseded_by[orphaned] = -1
+            for row in out.tolist():
+                self._supersedes.pop(row, None)
         self.n_alive -= len(out)
         self.total_len -= int(np.sum(self.doc_len[out], dtype=np.int64))
         return out
@@ -239,6 +251,8 @@ class Catalog:
             by_row.setdefault(row, []).append(path)
         for row, paths in by_row.items():
             cat._add_files(row, paths)
+        for older in np.flatnonzero(cat.superseded_by[:n] >= 0).tolist():
+            cat._supersedes.setdefault(int(cat.superseded_by[older]), set()).add(older)
         return cat
 
     def find(self, project: str, content_hash: str) -> int | None:

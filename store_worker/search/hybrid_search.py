@@ -320,6 +320,5 @@ def _links(store: MemoryStore, row: int, hit: dict) -> None:
     cat = store.catalog
     newer = int(cat.superseded_by[row])
     hit["superseded_by"] = cat.ids[newer] if newer >= 0 and cat.alive[newer] else None
-    older = np.flatnonzero(cat.superseded_by[: len(cat)] == row)
-    hit["supersedes"] = [cat.ids[r] for r in older.tolist() if cat.alive[r]]
+    hit["supersedes"] = [cat.ids[r] for r in cat.supersedes(row)]
     hit["files"] = list(cat.files.get(row, ()))
