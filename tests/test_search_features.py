@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
-from store_worker.indexes import chunks
+from store_worker.indexes import chunks, snapshot
 from store_worker.memory_store import MemoryStore
 from store_worker.search import intent
 from store_worker.search.mentions import files_mentioned, is_error, same_file
@@ -97,8 +97,11 @@ def test_chunks_survive_a_reopen_from_the_snapshot_and_from_the_tables(tmp_path)
     with MemoryStore(db, snapshot_min_rows=0) as s:
         rid = s.add("conversation", LONG, "p", created_at=NOW).id
         embed_all(s, lambda k, t: unit(len(k)))
-    for min_rows in (0, 10**9):  # a snapshot, then (none written) a rebuild from the tables
-        with MemoryStore(db, snapshot_min_rows=min_rows) as s:
+    for source in ("snapshot", "tables"):
+        if source == "tables":
+            snapshot.path_for(db).unlink()
+        with MemoryStore(db, snapshot_min_rows=0) as s:
+            assert s.load_info["source"] == source
             assert s.vectors.chunks_of(s.catalog.row_of[rid]) == [0, 1, 2, 3, 4]
             assert s.stats()["pending_embeddings"] == 0
             assert s.stats()["chunks"]["chunks_embedded"] == 5
@@ -144,8 +147,11 @@ def test_supersession_links_survive_a_reopen(tmp_path):
         new = s.add("note", "moved off fabric: deploys now run from GitHub Actions", "p",
                     created_at=NOW - timedelta(days=2)).id
         embed_all(s, lambda k, t: unit(1) if k == old else mix(unit(1), unit(2), 0.2))
-    for min_rows in (0, 10**9):  # from the index snapshot, then from the tables
-        with MemoryStore(db, snapshot_min_rows=min_rows) as s:
+    for source in ("snapshot", "tables"):
+        if source == "tables":
+            snapshot.path_for(db).unlink()
+        with MemoryStore(db, snapshot_min_rows=0) as s:
+            assert s.load_info["source"] == source
             cat = s.catalog
             assert cat.superseded_by[cat.row_of[old]] == cat.row_of[new]
             assert cat.supersedes(cat.row_of[new]) == [cat.row_of[old]]
