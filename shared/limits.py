@@ -26,3 +26,10 @@ MAX_ERROR_TYPE_LEN = 200
 # legitimate text needs. The hub client refuses any request carrying it (a readable bad_request);
 # the transcript importer turns it into U+FFFD.
 INVALID_TEXT_MARK = "\uffff"
+
+# permissions (the gateway's tool schema and the store's checks)
+MAX_OPERATION_LEN = 64  # an operation's name ("delete_memories")
+MAX_PERMISSION_DETAIL_LEN = 500  # what a logged decision says the operation was about to do
+MAX_TRUST_MINUTES = 24 * 60  # the longest grant
+MAX_DECISIONS_SHOWN = 200  # recent decisions in one `permissions status`
+KEPT_DECISIONS = 10_000  # the decision log keeps this many, dropping the oldest

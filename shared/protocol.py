@@ -24,6 +24,17 @@ EMBEDDING_DIM = 384  # the length of every vector (all-MiniLM-L6-v2)
 ErrorCode = Literal["bad_request", "not_found", "unavailable", "timeout", "internal"]
 EmbedKind = Literal["query", "document"]
 Health = Literal["healthy", "degraded", "unhealthy"]
+# How dangerous an operation is (the gateway classifies; high and critical need a grant).
+PermissionLevel = Literal["low", "medium", "high", "critical"]
+# What happened when an operation needed permission: the user was asked and approved or denied;
+# a grant was made (trusted), used (allowed), revoked or expired; or nobody could be asked and
+# there was no grant (refused).
+PermissionDecision = Literal["asked", "approved", "denied", "trusted", "allowed", "refused",
+                             "expired", "revoked"]
+# Who made a grant: the permissions tool (tool), that tool with the user's confirmation asked
+# through MCP elicitation (tool-confirmed), or the user choosing "trust for M minutes" when
+# asked about an operation (elicitation).
+GrantVia = Literal["tool", "tool-confirmed", "elicitation"]
 
 SERVICE_HUB = "hub"
 SERVICE_STORE = "store"
@@ -166,6 +177,51 @@ class ImportMemories(msgspec.Struct, tag=True):
     path: str
 
 
+# --- permission requests (service "store": the gateway decides, the store remembers)
+class CheckPermission(msgspec.Struct, tag=True):
+    """Is there an unexpired grant for ``operation``? The reply's ``allowed`` says; when it is
+    true the store has logged an ``allowed`` decision. Grants past their expiry are ended and
+    logged as ``expired`` first (by every permission request)."""
+    operation: str
+    level: PermissionLevel
+    detail: str = ""  # what the operation is about to do ("3 memories by id")
+    gateway_pid: int = 0
+
+
+class GrantPermission(msgspec.Struct, tag=True):
+    """Trust ``operation`` for ``ttl_s`` seconds (it replaces an active grant of it); logged as
+    ``trusted``."""
+    operation: str
+    level: PermissionLevel
+    ttl_s: float
+    via: GrantVia = "tool"
+    detail: str = ""
+    gateway_pid: int = 0
+
+
+class RevokePermission(msgspec.Struct, tag=True):
+    """End the active grant of ``operation`` (None: of every operation); logged as ``revoked``.
+    The reply's ``count`` is how many grants ended."""
+    operation: str | None = None
+    level: PermissionLevel | None = None  # the operation's (logged when it had no grant)
+    gateway_pid: int = 0
+
+
+class LogPermission(msgspec.Struct, tag=True):
+    """Record a decision the gateway made (asked, approved, denied, refused)."""
+    operation: str
+    level: PermissionLevel
+    decision: PermissionDecision
+    detail: str = ""
+    gateway_pid: int = 0
+
+
+class PermissionStatus(msgspec.Struct, tag=True):
+    """The active grants and the ``limit`` most recent decisions (of ``operation``, or all)."""
+    operation: str | None = None
+    limit: int = 20
+
+
 # --- quality requests (service "quality")
 PROBED_TOOLS = ("git", "uv", "python", "ruff", "pytest")
 
@@ -177,7 +233,8 @@ class ProbeTools(msgspec.Struct, tag=True):
 
 RequestBody = (Ping | StackStatus | Embed | Remember | RememberMany | Search | GetMemories
                | DeleteMemories | StoreStats | AddDependency | ListDependencies
-               | ExportMemories | ImportMemories | ProbeTools)
+               | ExportMemories | ImportMemories | CheckPermission | GrantPermission
+               | RevokePermission | LogPermission | PermissionStatus | ProbeTools)
 
 
 # -------------------------------------------------------------- reply bodies
@@ -302,6 +359,36 @@ class StoreInfo(msgspec.Struct, tag=True):
     data: dict[str, Any]
 
 
+class Grant(msgspec.Struct):
+    operation: str
+    level: PermissionLevel
+    via: GrantVia
+    granted_at: str  # ISO-8601, UTC
+    expires_at: str
+    expires_in_s: float  # from the store's clock when it answered
+    gateway_pid: int  # the gateway that made it
+
+
+class DecisionRecord(msgspec.Struct):
+    at: str  # ISO-8601, UTC
+    decision: PermissionDecision
+    operation: str  # "*" for a revoke_all that found nothing to end
+    level: PermissionLevel | None
+    detail: str
+    gateway_pid: int | None  # None for an expiry (no gateway decided it)
+
+
+class PermissionState(msgspec.Struct, tag=True):
+    """The answer to every permission request."""
+    allowed: bool = False  # CheckPermission: an unexpired grant covers the operation
+    grants: list[Grant] = []  # active grants (of the operation asked about, or all)
+    decisions: list[DecisionRecord] = []  # PermissionStatus: newest first
+    # Consecutive approvals of the operation by the user since it was last denied, trusted,
+    # revoked or expired (the gateway offers "trust for M minutes" after enough of them).
+    approvals_in_row: int = 0
+    count: int = 0  # RevokePermission: grants ended
+
+
 class ToolInfo(msgspec.Struct):
     name: str
     found: bool  # on PATH
@@ -315,7 +402,7 @@ class ToolsReport(msgspec.Struct, tag=True):
 
 
 ReplyBody = (Error | Pong | StackInfo | Vectors | Stored | StoredMany | SearchHits | Memories
-             | Count | Dependencies | StoreInfo | ToolsReport)
+             | Count | Dependencies | StoreInfo | PermissionState | ToolsReport)
 
 
 # ------------------------------------------------------------------ codecs

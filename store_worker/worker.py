@@ -24,7 +24,7 @@ from shared.errors import BadRequest, Internal, ServiceError, SessiondError
 from shared.paths import check_export_path, check_io_path
 from shared.transport import endpoints
 from shared.worker import Delivery, Worker
-from store_worker import bulk_io
+from store_worker import bulk_io, permissions_store
 from store_worker.embed_filler import EmbedFiller
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
@@ -185,6 +185,9 @@ class StoreWorker(Worker):
                 return p.Dependencies([p.Dependency(**d)])
             case p.ListDependencies(project=project):
                 return p.Dependencies([p.Dependency(**d) for d in s.dependencies(project)])
+            case (p.CheckPermission() | p.GrantPermission() | p.RevokePermission()
+                  | p.LogPermission() | p.PermissionStatus()):
+                return permissions_store.answer(s, body)
         raise BadRequest(f"store does not handle {type(body).__name__}")
 
     def _search(self, q: p.Search) -> p.SearchHits:

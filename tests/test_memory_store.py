@@ -532,6 +532,6 @@ def test_stats(store):
     assert stats["by_kind"] == {"note": 2, "reflection": 1}
     assert stats["by_project"] == {"p1": 2, "p2": 1}
     assert (stats["embedded"], stats["pending_embeddings"]) == (1, 2)
-    assert stats["db_bytes"] > 0 and stats["schema_version"] == 3
+    assert stats["db_bytes"] > 0 and stats["schema_version"] == 4
     store.delete(ids=[c])
     assert store.count == 2 and store.stats()["memories"] == 2

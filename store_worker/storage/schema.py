@@ -28,6 +28,10 @@ Choices recorded here:
   (kind ``supersedes``; ``score`` is the evidence, see ``search.supersession``).
 * ``project_dependencies`` accepts projects that have no memories: a dependency can be recorded
   before the other project has stored anything.
+* Permissions (schema v4, ``store_worker.permissions_store``): ``permission_grants`` holds every
+  grant ever made, an active one has no ``ended_at`` (ended: ``end_reason`` revoked, expired or
+  replaced); ``permission_decisions`` is the log of every decision, numbered in order by a
+  sequence (the newest ``KEPT_DECISIONS`` are kept).
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from collections.abc import Callable
 
 import duckdb
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 EMBEDDING_DIM = 384
 DEPENDENCY_TYPES = ("related", "continuation", "reference", "uses", "extends", "shares_code")
 
@@ -148,9 +152,38 @@ _V3: list[str | Callable[[duckdb.DuckDBPyConnection], None]] = [
     _backfill_mentions,
 ]
 
+_V4 = [
+    "CREATE SEQUENCE permission_grant_ids",
+    """
+    CREATE TABLE permission_grants (
+        id          BIGINT PRIMARY KEY DEFAULT nextval('permission_grant_ids'),
+        operation   TEXT NOT NULL,
+        level       TEXT NOT NULL,
+        via         TEXT NOT NULL,
+        granted_at  TIMESTAMPTZ NOT NULL,
+        expires_at  TIMESTAMPTZ NOT NULL,
+        gateway_pid INTEGER NOT NULL,
+        ended_at    TIMESTAMPTZ,
+        end_reason  TEXT
+    )
+    """,
+    "CREATE SEQUENCE permission_decision_ids",
+    """
+    CREATE TABLE permission_decisions (
+        id          BIGINT PRIMARY KEY DEFAULT nextval('permission_decision_ids'),
+        decided_at  TIMESTAMPTZ NOT NULL,
+        decision    TEXT NOT NULL,
+        operation   TEXT NOT NULL,
+        level       TEXT,
+        detail      TEXT NOT NULL,
+        gateway_pid INTEGER
+    )
+    """,
+]
+
 # Index i holds the steps (SQL, or a function of the connection) that bring the schema from
 # version i to version i + 1.
-MIGRATIONS: list[list] = [_V1, _V2, _V3]
+MIGRATIONS: list[list] = [_V1, _V2, _V3, _V4]
 
 
 class SchemaError(RuntimeError):
