@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from fastmcp import FastMCP
+from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import Field
 
 from gateway.results import StoreResult
 from shared import protocol as p
+from shared.errors import BadRequest
 from shared.limits import (
     MAX_CONTENT_BYTES,
     MAX_DESCRIPTION_LEN,
@@ -21,6 +23,7 @@ from shared.limits import (
     MAX_TAG_LEN,
     MAX_TAGS,
 )
+from shared.paths import check_export_path
 
 # The store checks content's size in UTF-8 bytes; no string of more characters can fit.
 Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_BYTES, description=(
@@ -88,6 +91,7 @@ def register(mcp: FastMCP, gw) -> None:
 
     @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
     async def delete_memories(
+        ctx: Context,
         ids: Annotated[list[Annotated[str, Field(max_length=MAX_ID_LEN)]] | None,
                        Field(max_length=1000, description="Ids to delete.")] = None,
         project: Annotated[str | None, Field(max_length=MAX_PROJECT_LEN, description=(
@@ -96,9 +100,11 @@ def register(mcp: FastMCP, gw) -> None:
             "ISO-8601 time: only memories created before it."))] = None,
     ) -> CountResult:
         """Delete memories by id, or a project's memories (optionally only those before a
-        time). Permanent."""
+        time). Permanent: the user's permission is needed (asked, or granted beforehand with
+        the permissions tool)."""
         if not ids and not project:
             raise ToolError("give ids, or a project (optionally with before)")
+        await gw.permissions.require(ctx, "delete_memories", _deletion(ids, project, before))
         reply = await gw.call(p.SERVICE_STORE, p.DeleteMemories(ids=ids or None,
                                                                project=project, before=before),
                               idempotent=False)
@@ -131,6 +137,7 @@ def register(mcp: FastMCP, gw) -> None:
     # Destructive: with overwrite=true it replaces a file.
     @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
     async def export_memories(
+        ctx: Context,
         path: Annotated[str, Field(min_length=1, max_length=4096, description=(
             "Absolute path of the JSONL file to write: under your home dir (or a configured "
             "place), not inside sessiond's data dir. It is created readable by you only."))],
@@ -140,12 +147,32 @@ def register(mcp: FastMCP, gw) -> None:
             = False,
     ) -> CountResult:
         """Write memories (all, or one project's) to a new JSONL file, one memory a line, as
-        they were when the export started."""
+        they were when the export started. Replacing an existing file needs the user's
+        permission (asked, or granted beforehand with the permissions tool)."""
+        if overwrite:
+            overwrite = await replacing(ctx, path, project)
         reply = await gw.call(p.SERVICE_STORE, p.ExportMemories(path=path, project=project,
                                                                overwrite=overwrite),
                               timeout_s=600)
         return CountResult(count=reply.count, skipped=0, path=reply.path,
                            message=f"exported {reply.count} memories to {reply.path}")
+
+    async def replacing(ctx: Context, path: str, project: str | None) -> bool:
+        """Whether an export with overwrite=true replaces a file: if so, only with the user's
+        permission. The path is checked first (the store checks it again), so a refused path
+        is never put to the user; when no file is there, the store is told not to overwrite,
+        so a file that appears meanwhile is not replaced without permission either."""
+        try:
+            target = check_export_path(gw.cfg, path, overwrite=True)
+        except BadRequest as exc:
+            raise ToolError(exc.message) from exc
+        if not (target.exists() or Path(path).expanduser().is_symlink()):
+            return False
+        size = target.stat().st_size if target.is_file() else 0
+        what = "all memories" if project is None else f"project {project!r}'s memories"
+        await gw.permissions.require(ctx, "export_overwrite",
+                                     f"replace {target} ({size} bytes) with {what}")
+        return True
 
     @mcp.tool(annotations=WRITE)
     async def import_memories(
@@ -157,3 +184,12 @@ def register(mcp: FastMCP, gw) -> None:
         reply = await gw.call(p.SERVICE_STORE, p.ImportMemories(path=path), timeout_s=600)
         return CountResult(count=reply.count, skipped=reply.skipped, path=reply.path,
                            message=f"imported {reply.count}, skipped {reply.skipped} already present")
+
+
+def _deletion(ids: list[str] | None, project: str | None, before: str | None) -> str:
+    """What a delete_memories call is about to delete, for the user to judge."""
+    if ids:
+        shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")
+        return f"{len(ids)} memor{'y' if len(ids) == 1 else 'ies'} by id ({shown})"
+    text = f"every memory of project {project!r}"
+    return text + (f" created before {before}" if before else "")

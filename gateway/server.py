@@ -17,6 +17,8 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.lifespan import lifespan
 
+from gateway.consent import AskUserMiddleware
+from gateway.permissions import Permissions
 from gateway.query_cache import QueryCache
 from gateway.stack_control import ensure_stack, hub_alive
 from shared import protocol as p
@@ -40,7 +42,8 @@ INSTRUCTIONS = (
 
 
 class Gateway:
-    """What the tools share: the config, the hub client, the query cache, the stack's readiness."""
+    """What the tools share: the config, the hub client, the query cache, the stack's readiness,
+    the permission checker."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -48,6 +51,7 @@ class Gateway:
         self.cache = QueryCache()
         self.project = cfg.project or Path.cwd().name or "default"
         self._ready_lock = asyncio.Lock()
+        self.permissions = Permissions(self)
 
     async def query_vector(self, text: str) -> tuple[bytes | None, str]:
         """The query's vector (cached), or None and why: search then runs on keywords alone."""
@@ -133,10 +137,14 @@ def build_server(cfg: Config) -> FastMCP:
             starting.cancel()
             gateway.client.close()
 
-    mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan)
-    from gateway import memory_tools, search_tools, system_tools
+    # The middleware returns a permission question as the tool's result on 2026-07-28
+    # connections (gateway.consent).
+    mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan,
+                  middleware=[AskUserMiddleware()])
+    from gateway import memory_tools, permission_tools, search_tools, system_tools
 
     system_tools.register(mcp, gateway)
     memory_tools.register(mcp, gateway)
     search_tools.register(mcp, gateway)
+    permission_tools.register(mcp, gateway)
     return mcp

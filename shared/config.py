@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 
 from shared.errors import ConfigError
+from shared.limits import MAX_TRUST_MINUTES
 
 ENV_PREFIX = "SESSIOND_"
 
@@ -61,6 +62,11 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Import/export may touch files only under the data dir, the user's home dir and these
     # (os.pathsep-separated) directories; an export never writes inside the data dir.
     io_roots: str = ""
+    # Permissions (gateway.permissions): after this many approvals in a row of the same
+    # operation, asking the user also offers to trust it for permission_trust_minutes (0: never
+    # offer); permission_trust_minutes is also the default length of a `permissions trust`.
+    permission_offer_trust_after: int = 3
+    permission_trust_minutes: float = 30.0
 
     # ------------------------------------------------------------- paths
     @property
@@ -135,6 +141,11 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
     if cfg.decay_half_life_days <= 0:
         raise ConfigError("decay_half_life_days must be positive")
+    if cfg.permission_offer_trust_after < 0:
+        raise ConfigError("permission_offer_trust_after must be 0 (never offer) or more")
+    if not 0 < cfg.permission_trust_minutes <= MAX_TRUST_MINUTES:
+        raise ConfigError(f"permission_trust_minutes must be more than 0 and at most "
+                          f"{MAX_TRUST_MINUTES}")
     if cfg.timezone:
         try:
             zone_of(cfg.timezone)

@@ -136,14 +136,15 @@ def kill_stack_processes(home: Path) -> None:
     psutil.wait_procs(victims, timeout=5)
 
 
-def gateway_client(env: dict[str, str], timeout: float = 60):
-    """A real MCP client over stdio, spawning ``sessiond serve`` with this env."""
+def gateway_client(env: dict[str, str], timeout: float = 60, **client_options):
+    """A real MCP client over stdio, spawning ``sessiond serve`` with this env; options go to
+    ``fastmcp.Client`` (``elicitation_handler``, ``mode="legacy"`` for the handshake era)."""
     from fastmcp import Client
     from fastmcp.client.transports import StdioTransport
 
     transport = StdioTransport(sys.executable, ["-m", "sessiond", "serve"], env=env,
                                cwd=str(REPO), keep_alive=False)
-    return Client(transport, timeout=timeout, init_timeout=30)
+    return Client(transport, timeout=timeout, init_timeout=30, **client_options)
 
 
 async def call(client, tool: str, args: dict | None = None) -> dict:

@@ -116,10 +116,22 @@ def test_export_tool_refuses_to_clobber_and_writes_private_files(user):
             text = await call_error(client, "export_memories", {"path": str(new)})
             assert "already exists" in text
 
+            # Replacing a file needs the user's permission: refused (this client cannot ask
+            # the user) with the tool call that grants it; the file is untouched.
             old = plant(user_home / "old.jsonl", "stale export\n")
-            await call(client, "export_memories", {"path": str(old), "project": "p-safe",
-                                                   "overwrite": True})
+            replace = {"path": str(old), "project": "p-safe", "overwrite": True}
+            text = await call_error(client, "export_memories", replace)
+            assert 'permissions(action="trust", operation="export_overwrite"' in text
+            assert old.read_text() == "stale export\n"
+            await call(client, "permissions", {"action": "trust",
+                                               "operation": "export_overwrite"})
+            await call(client, "export_memories", replace)
             assert jsonl_ids(old) == ids and mode_of(old) == 0o600
+            # overwrite=true onto a new file replaces nothing: no permission needed
+            await call(client, "permissions", {"action": "revoke_all"})
+            fresh = user_home / "exports" / "fresh.jsonl"
+            await call(client, "export_memories", {**replace, "path": str(fresh)})
+            assert jsonl_ids(fresh) == ids
             leftovers = [p for p in user_home.rglob(".*.tmp")]
             assert leftovers == []
 
