@@ -22,6 +22,13 @@ async def _wait_for_embeddings(client, timeout_s: float = 30.0) -> None:
         await asyncio.sleep(0.1)
 
 
+async def _answer_yes(message, response_type, params, context) -> dict:
+    """The demo's user: deleting the demo's own memories needs permission (critical); the
+    server asks through MCP elicitation, and the demo says yes, showing the question."""
+    print(f"\n== the server asks the user: {message}\n   (the demo answers: yes, this once)")
+    return {"value": "yes"}
+
+
 def _show(title: str, payload) -> None:
     print(f"\n== {title}")
     print(payload if isinstance(payload, str) else json.dumps(payload, indent=2))
@@ -32,7 +39,7 @@ async def run_demo(cfg: Config) -> int:
     print(f"sessiond demo: data dir {cfg.home}")
     t0 = time.perf_counter()
     failures = 0
-    async with connect(cfg) as client:
+    async with connect(cfg, elicitation_handler=_answer_yes) as client:
         tools = await client.list_tools()
         print(f"connected over MCP stdio in {time.perf_counter() - t0:.2f}s; "
               f"{len(tools)} tools: {', '.join(t.name for t in tools)}")

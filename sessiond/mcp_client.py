@@ -23,8 +23,12 @@ def serve_transport(cfg: Config) -> StdioTransport:
 
 
 @asynccontextmanager
-async def connect(cfg: Config, timeout_s: float = 60.0) -> AsyncIterator[Client]:
-    async with Client(serve_transport(cfg), timeout=timeout_s, init_timeout=30) as client:
+async def connect(cfg: Config, timeout_s: float = 60.0,
+                  **client_options: Any) -> AsyncIterator[Client]:
+    """A client of a fresh ``sessiond serve``; options go to ``fastmcp.Client`` (e.g. an
+    ``elicitation_handler`` to answer the server's permission questions)."""
+    async with Client(serve_transport(cfg), timeout=timeout_s, init_timeout=30,
+                      **client_options) as client:
         yield client
 
 
