@@ -1,8 +1,9 @@
 """Which external tools the quality jobs can run, and their versions.
 
-Each tool found on PATH runs as ``NAME --version`` in its own process, all at once, with a time
-limit and a cap on the output read (a tool that hangs is killed, one that floods its output is
-cut off and killed), so one bad executable on PATH cannot wedge or bloat the worker.
+Each tool found (on PATH; ruff also as installed with sessiond) runs as ``NAME --version`` in its
+own process, all at once, with a time limit and a cap on the output read (a tool that hangs is
+killed, one that floods its output is cut off and killed), so one bad executable on PATH cannot
+wedge or bloat the worker.
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ import selectors
 import shutil
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+import msgspec
 
 from shared import protocol as p
 
@@ -22,6 +26,34 @@ TIMEOUT_S = 3.0  # for all the tools together (pytest --version alone takes ~0.3
 MAX_OUTPUT = 4096  # bytes read from a tool
 MAX_VERSION_CHARS = 200
 ALTERNATES = {"python": ("python", "python3")}  # names tried in order
+CACHE_S = 300.0
+_cache: dict[tuple[str, ...], tuple[float, list[p.ToolInfo]]] = {}
+_cache_lock = threading.Lock()
+
+
+def find_tool(name: str) -> str | None:
+    """The executable for ``name``: on PATH (trying its other names), else for ruff the binary
+    installed with sessiond (a dependency)."""
+    found = next(filter(None, map(shutil.which, ALTERNATES.get(name, (name,)))), None)
+    if found is None and name == "ruff":
+        from quality_worker.lint import ruff_binary
+
+        found = ruff_binary()
+    return found
+
+
+def probe_tools_cached(names: tuple[str, ...], *, cwd: Path | None = None,
+                       max_age_s: float = CACHE_S) -> list[p.ToolInfo]:
+    """``probe_tools``, reusing an answer younger than ``max_age_s`` (assessments run often;
+    installed tools rarely change)."""
+    with _cache_lock:
+        hit = _cache.get(names)
+        if hit is not None and time.monotonic() - hit[0] < max_age_s:
+            return [msgspec.structs.replace(t) for t in hit[1]]
+    tools = probe_tools(names, cwd=cwd)
+    with _cache_lock:
+        _cache[names] = (time.monotonic(), tools)
+    return [msgspec.structs.replace(t) for t in tools]
 
 
 @dataclass
@@ -40,7 +72,7 @@ def probe_tools(names: tuple[str, ...] = p.PROBED_TOOLS, *, cwd: Path | None = N
     found: dict[str, p.ToolInfo] = {}
     runs: list[_Run] = []
     for name in names:
-        path = next(filter(None, map(shutil.which, ALTERNATES.get(name, (name,)))), None)
+        path = find_tool(name)
         if path is None:
             found[name] = p.ToolInfo(name=name, found=False, error="not on PATH")
             continue

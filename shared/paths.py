@@ -1,7 +1,8 @@
 """Which files import and export may touch: only below the data dir, the user's home dir and
 the configured ``io_roots``; checked after resolving ``..`` and symlinks. An export never writes
 inside the data dir (the live database, its WAL and journal, the index snapshot, logs and
-sockets are there) and never replaces an existing file unless asked to."""
+sockets are there) and never replaces an existing file unless asked to. The quality worker looks
+only into project directories under the same places."""
 
 from __future__ import annotations
 
@@ -51,3 +52,29 @@ def check_export_path(cfg: Config, raw: str, *, overwrite: bool) -> Path:
         raise BadRequest(f"{raw} already exists; pass overwrite=true to replace it, or choose "
                          "another name")
     return path
+
+
+def check_project_dir(cfg: Config, raw: str) -> Path:
+    """A project directory the quality worker may look into (resolved), or ``BadRequest``
+    saying why not: not absolute, outside the allowed places (checked before anything about the
+    path is revealed), missing, a file, or unreadable."""
+    if not raw or "\x00" in raw:
+        raise BadRequest("the project directory must be a non-empty path without NUL characters")
+    path = Path(os.path.expanduser(raw))
+    if not path.is_absolute():
+        raise BadRequest(f"the project directory must be an absolute path (got {raw!r})")
+    resolved = path.resolve()
+    roots = allowed_roots(cfg)
+    if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
+        raise BadRequest(f"{raw} is outside the allowed places ({', '.join(map(str, roots))}); "
+                         "set SESSIOND_IO_ROOTS to allow more")
+    if not resolved.exists():
+        raise BadRequest(f"{raw} does not exist")
+    if not resolved.is_dir():
+        raise BadRequest(f"{raw} is a file, not a directory; give the project's directory")
+    try:
+        with os.scandir(resolved) as entries:
+            next(entries, None)
+    except OSError as exc:
+        raise BadRequest(f"{raw} cannot be read: {exc.strerror or exc}") from None
+    return resolved

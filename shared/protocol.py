@@ -20,6 +20,27 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.protocol_quality import (  # noqa: F401  (re-exported: the quality service's messages)
+    ASSESS_BUDGET_S,
+    COMMIT_TIMEOUT_S,
+    MAX_COMMIT_TIMEOUT_S,
+    PROBED_TOOLS,
+    AssessQuality,
+    Category,
+    CategoryScore,
+    CheckpointCommit,
+    CommitResult,
+    GitState,
+    GitStatus,
+    ProbeTools,
+    QualityReport,
+    Signal,
+    SignalStatus,
+    SkipCode,
+    ToolInfo,
+    ToolsReport,
+)
+
 EMBEDDING_DIM = 384  # the length of every vector (all-MiniLM-L6-v2)
 ErrorCode = Literal["bad_request", "not_found", "unavailable", "timeout", "internal"]
 EmbedKind = Literal["query", "document"]
@@ -222,19 +243,11 @@ class PermissionStatus(msgspec.Struct, tag=True):
     limit: int = 20
 
 
-# --- quality requests (service "quality")
-PROBED_TOOLS = ("git", "uv", "python", "ruff", "pytest")
-
-
-class ProbeTools(msgspec.Struct, tag=True):
-    """Which of ``PROBED_TOOLS`` (what the quality jobs run) are on the worker's PATH, with their
-    versions: the quality worker's cheapest real job, run by the health check."""
-
-
 RequestBody = (Ping | StackStatus | Embed | Remember | RememberMany | Search | GetMemories
                | DeleteMemories | StoreStats | AddDependency | ListDependencies
                | ExportMemories | ImportMemories | CheckPermission | GrantPermission
-               | RevokePermission | LogPermission | PermissionStatus | ProbeTools)
+               | RevokePermission | LogPermission | PermissionStatus | ProbeTools | AssessQuality
+               | GitStatus | CheckpointCommit)
 
 
 # -------------------------------------------------------------- reply bodies
@@ -389,20 +402,9 @@ class PermissionState(msgspec.Struct, tag=True):
     count: int = 0  # RevokePermission: grants ended
 
 
-class ToolInfo(msgspec.Struct):
-    name: str
-    found: bool  # on PATH
-    path: str = ""
-    version: str = ""  # the first line `NAME --version` printed, when it exited 0
-    error: str = ""  # why there is no version (not on PATH, exit status, no answer in time)
-
-
-class ToolsReport(msgspec.Struct, tag=True):
-    tools: list[ToolInfo]
-
-
 ReplyBody = (Error | Pong | StackInfo | Vectors | Stored | StoredMany | SearchHits | Memories
-             | Count | Dependencies | StoreInfo | PermissionState | ToolsReport)
+             | Count | Dependencies | StoreInfo | PermissionState | ToolsReport | QualityReport
+             | GitState | CommitResult)
 
 
 # ------------------------------------------------------------------ codecs
