@@ -30,6 +30,12 @@ def lint(pr: Project, result: Lint | None, enabled: bool) -> p.Signal:
                        else "")
     files = max(pr.scan.python_files, len(result.files), 1)
     at_least = "at least " if result.cut else ""
+    if result.cut and pr.scan.bounded:
+        return unknown("lint", f"ruff: at least {result.findings} findings ({result.where()}); "
+                       "its output passed the cap and the project has more files than the "
+                       "scan counted, so the findings per file are not known",
+                       f"at least {result.findings} lint findings: run `ruff check --fix`, "
+                       "then `ruff check` for the rest")
     scope = f"{files} Python files" + (" seen (scan bounded)" if pr.scan.bounded else "")
     if not result.findings:
         return measured("lint", 1, f"ruff: no findings in {scope}")

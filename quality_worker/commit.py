@@ -138,15 +138,15 @@ def _commit_locked(git: Git, repo: Repo, message: str, include_untracked: bool, 
         if exc.code != "timeout":
             raise
         git.deadline = time.monotonic() + AFTER_TIMEOUT_CHECK_S  # was the commit made anyway?
-        after = git.head_commit()
+        after = git.head_commit(while_stopping=True)
         if after and after != before:  # made; a post-commit hook hung
             _adopt(staging, repo.index)
             result.committed, result.sha = True, after
             result.hook_output = f"the commit was made; then a hook did not finish: {exc}"
             return result
         result.skipped, result.skipped_reason = "timeout", (
-            f"the commit did not finish in time ({exc}); its hooks (in {repo.hooks}) were "
-            "stopped; no commit was made and the index is as it was")
+            f"the commit did not finish ({exc}); its hooks (in {repo.hooks}) were stopped; "
+            "no commit was made and the index is as it was")
         return result
     result.hook_output = done.text(MAX_HOOK_OUTPUT)
     after = git.head_commit()

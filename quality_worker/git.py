@@ -70,7 +70,8 @@ class Git:
         return self.deadline - time.monotonic()
 
     def run(self, *args: str, timeout_s: float = READ_TIMEOUT_S, env: dict | None = None,
-            max_output: int = procs.MAX_OUTPUT, stop_when_cut: bool = False) -> procs.Finished:
+            max_output: int = procs.MAX_OUTPUT, stop_when_cut: bool = False,
+            while_stopping: bool = False) -> procs.Finished:
         limit = min(timeout_s, self.left())
         name = _subcommand(args)
         if limit <= 0:
@@ -78,9 +79,14 @@ class Git:
         try:
             done = procs.run([self.binary, "-c", "color.ui=false", *args], cwd=self.cwd,
                              timeout_s=limit, env=env, max_output=max_output,
-                             stop_when_cut=stop_when_cut)
+                             stop_when_cut=stop_when_cut, while_stopping=while_stopping)
         except OSError as exc:
+            if procs.stopped():
+                raise GitUnusable("timeout", str(exc)) from None
             raise GitUnusable("no_git", f"git cannot be run ({self.binary}): {exc}") from None
+        if done.timed_out and procs.stopped():
+            raise GitUnusable("timeout", f"git {name} was stopped: the quality worker is "
+                              "stopping")
         if done.timed_out:
             raise GitUnusable("timeout", f"git {name} did not finish in {limit:.1f} s; "
                               "it was stopped")
@@ -111,8 +117,9 @@ class Git:
         done = self.run("symbolic-ref", "-q", "--short", "HEAD")
         return done.out.decode("utf-8", "surrogateescape").strip() if done.ok else None
 
-    def head_commit(self) -> str | None:
-        done = self.run("rev-parse", "-q", "--verify", "HEAD^{commit}")
+    def head_commit(self, *, while_stopping: bool = False) -> str | None:
+        done = self.run("rev-parse", "-q", "--verify", "HEAD^{commit}",
+                        while_stopping=while_stopping)
         return done.out.decode().strip() if done.ok else None
 
     def state(self, repo: Repo, since: str = "") -> p.GitState:
@@ -188,8 +195,8 @@ class Git:
 
     def _since(self, st: p.GitState, since: str) -> None:
         st.since = since
-        if since.startswith("-") or not since.strip():
-            st.notes.append(f"since {since!r} is not a commit")
+        if since.startswith("-") or not since.strip() or "\0" in since or len(since) > 200:
+            st.notes.append(f"since {since[:200]!r} is not a commit")
             return
         done = self.run("rev-list", "--count", f"{since}..HEAD")
         if not done.ok:

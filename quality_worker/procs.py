@@ -5,6 +5,9 @@ group), gets no stdin, a time limit and a cap on the output kept. At the limit t
 killed; once the leader has exited, whatever it left behind in its group is killed too (a hook's
 background child would otherwise hold the pipes open, or the repository, after the job).
 
+When the worker stops, ``stop_all`` kills every group still running, so its jobs end (and
+clean up) within the supervisor's grace instead of being killed in the middle.
+
 ``clean_env`` is the environment git and the tools run with: no variable that points git at
 another repository or index, no pager, no editor, no terminal prompt, messages in English.
 """
@@ -15,6 +18,7 @@ import os
 import selectors
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +56,24 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+_live: set[subprocess.Popen] = set()  # the processes running now, for stop_all
+_live_lock = threading.Lock()
+_stopped = threading.Event()
+
+
+def stop_all() -> None:
+    """The worker is stopping: kill every process group running now and refuse new ones, so
+    the jobs waiting on them end at once and clean up (a commit releases index.lock)."""
+    _stopped.set()
+    with _live_lock:
+        for proc in list(_live):
+            _kill_group(proc)
+
+
+def stopped() -> bool:
+    return _stopped.is_set()
+
+
 @dataclass
 class Finished:
     argv: list[str]
@@ -83,16 +105,22 @@ class Finished:
 
 
 def run(argv: list[str], *, cwd: Path, timeout_s: float, env: dict[str, str] | None = None,
-        max_output: int = MAX_OUTPUT, stop_when_cut: bool = False) -> Finished:
+        max_output: int = MAX_OUTPUT, stop_when_cut: bool = False,
+        while_stopping: bool = False) -> Finished:
     """Run ``argv`` to its end or the time limit. ``stop_when_cut``: kill it as soon as it has
     printed more than ``max_output`` (a reader that only needs the beginning); otherwise the
-    rest is read and dropped, so a chatty hook does not fail a commit. Raises ``OSError`` when
-    the program cannot be started."""
+    rest is read and dropped, so a chatty hook does not fail a commit. ``while_stopping``: run
+    even after ``stop_all`` (a quick read a job's cleanup needs). Raises ``OSError`` when the
+    program cannot be started."""
     t0 = time.monotonic()
     deadline = t0 + max(0.0, timeout_s)
-    proc = subprocess.Popen(argv, cwd=cwd, env=clean_env() if env is None else env,
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+    with _live_lock:
+        if _stopped.is_set() and not while_stopping:
+            raise OSError(f"not started: the quality worker is stopping ({argv[0]})")
+        proc = subprocess.Popen(argv, cwd=cwd, env=clean_env() if env is None else env,
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, start_new_session=True, close_fds=True)
+        _live.add(proc)
     out, err = bytearray(), bytearray()
     bufs = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     cut = timed_out = False
@@ -129,10 +157,13 @@ def run(argv: list[str], *, cwd: Path, timeout_s: float, env: dict[str, str] | N
             except subprocess.TimeoutExpired:
                 timed_out = True
     finally:
-        _kill_group(proc)
+        with _live_lock:
+            _live.discard(proc)
+            _kill_group(proc)
         proc.wait()
         proc.stdout.close()
         proc.stderr.close()
+    timed_out = timed_out or (_stopped.is_set() and proc.returncode == -signal.SIGKILL)
     code = None if timed_out else proc.returncode
     return Finished(argv, code, bytes(out), bytes(err), timed_out, cut, time.monotonic() - t0)
 

@@ -9,11 +9,13 @@ deadline, so a commit is not made after the caller has stopped waiting for the a
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import Counter
 
 from quality_worker import git as gitmod
+from quality_worker import procs
 from quality_worker.assess import assess
 from quality_worker.commit import checkpoint_commit
 from quality_worker.message import checkpoint_message
@@ -39,6 +41,9 @@ class QualityWorker(Worker):
         self.counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self._job = threading.local()
+
+    def stopping(self) -> None:
+        procs.stop_all()  # jobs end now (a commit releases index.lock) and answer
 
     def stats(self) -> p.Stats:
         with self._counts_lock:
@@ -86,7 +91,7 @@ class QualityWorker(Worker):
                 return p.ToolsReport(tools=probe_tools(cwd=self.cfg.home_path))
             case p.AssessQuality():
                 root = check_project_dir(self.cfg, body.path)
-                budget = self._time_left(body.budget_s)
+                budget = self._time_left(_seconds(body.budget_s, "budget_s"))
                 return assess(root, _with_budget(body, budget), self.cache_home)
             case p.GitStatus():
                 return self._git_status(body)
@@ -107,8 +112,8 @@ class QualityWorker(Worker):
 
     def _checkpoint(self, body: p.CheckpointCommit) -> p.CommitResult:
         root = check_project_dir(self.cfg, body.path)
-        timeout = self._time_left(min(max(body.timeout_s, MIN_COMMIT_TIMEOUT_S),
-                                      p.MAX_COMMIT_TIMEOUT_S))
+        timeout = self._time_left(min(max(_seconds(body.timeout_s, "timeout_s"),
+                                          MIN_COMMIT_TIMEOUT_S), p.MAX_COMMIT_TIMEOUT_S))
         report, made = body.report, None
         if report is None:
             request = p.AssessQuality(path=str(root), permissions=body.permissions,
@@ -121,6 +126,12 @@ class QualityWorker(Worker):
                                    timeout_s=timeout)
         result.report = made
         return result
+
+
+def _seconds(value: float, name: str) -> float:
+    if not math.isfinite(value) or value <= 0:
+        raise BadRequest(f"{name} must be a positive number of seconds (got {value})")
+    return value
 
 
 def _with_budget(body: p.AssessQuality, budget: float) -> p.AssessQuality:

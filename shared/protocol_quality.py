@@ -76,6 +76,7 @@ class GitStatus(msgspec.Struct, tag=True):
 class CheckpointCommit(msgspec.Struct, tag=True):
     """Commit the tracked changes under ``path`` (``git add -u -- <path>``; with
     ``include_untracked`` also the untracked, not ignored files: ``git add -A -- <path>``).
+    What the user had already staged elsewhere is part of the commit too, as with ``git commit``.
 
     Refused, with ``skipped`` saying why, on a detached HEAD, during a merge/rebase/cherry-pick/
     revert/bisect, without a configured user.name/user.email, or when nothing changed. The user's

@@ -69,6 +69,11 @@ class Worker:
         """Counters sent with every heartbeat (shown by the status tool)."""
         return {}
 
+    def stopping(self) -> None:
+        """Called on the IO thread as soon as the worker stops taking requests (before it waits
+        ``stop_grace_s`` for the ones in hand): a service with long jobs cuts them short here,
+        so they end, clean up and answer before the supervisor's grace runs out."""
+
     def pong(self) -> p.Pong:
         return p.Pong(service=self.service, pid=os.getpid(),
                       uptime_s=time.monotonic() - self.started)
@@ -245,6 +250,7 @@ class Worker:
 
     def _shutdown(self, sock: zmq.Socket) -> None:
         """Stop intake, let the compute thread finish what it holds, send those replies."""
+        self.stopping()
         try:
             sock.send(p.encoder.encode(p.Disconnect(reason="worker stopping")), zmq.NOBLOCK)
         except zmq.ZMQError:

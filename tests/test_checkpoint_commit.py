@@ -11,6 +11,7 @@ import time
 
 import psutil
 import pytest
+from conftest import Stack, base_env
 from git_fixtures import (
     ask,
     client_of,
@@ -20,10 +21,12 @@ from git_fixtures import (
     index_digest,
     new_repo,
     quality_stack,
+    stack_overrides,
     write,
 )
 
 from shared import protocol as p
+from shared.errors import ServiceError
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +86,17 @@ def test_untracked_files_only_when_asked_and_a_given_report_is_used(env):
     assert result.report is None  # the one given was used, none was made
     assert git(repo, "log", "-1", "--format=%s").startswith(
         f"checkpoint: shop-api (quality: {report.score:.0f}/100) - ")
+
+
+def test_control_characters_in_the_message_fields_are_made_harmless(env):
+    repo = project()
+    write(repo, {"app.py": "VALUE = 2\n"})
+    result = checkpoint(env, repo, project="two\nlines\x00", note="a\x00b\x1b[31m",
+                        session_id="s\x00")
+    assert result.committed, result.skipped_reason
+    title, _, body = git(repo, "log", "-1", "--format=%B").partition("\n")
+    assert title.startswith("checkpoint: two lines (quality: ")
+    assert "a b [31m" in body and "Session: s" in body and "\x1b" not in body
 
 
 def test_nothing_changed_detached_head_and_mid_rebase_make_no_commit(env):
@@ -184,10 +198,56 @@ def test_a_hanging_hook_is_stopped_and_pings_are_answered_meanwhile(env):
     assert time.monotonic() - t0 < 30  # 5 s limit; generous for a loaded machine
     assert isinstance(pong, p.Pong) and ping_s < 2.0, ping_s  # not queued behind the commit
     assert (result.committed, result.skipped) == (False, "timeout"), result
-    assert "did not finish" in result.skipped_reason
+    assert "did not finish in" in result.skipped_reason
     assert head(repo) == before and index_digest(repo) == digest
     assert leftovers(repo) == []
     hung = [int(line) for line in pids.read_text().split()]
     assert len(hung) == 2
+    assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
+                   for pid in hung), "the hook's processes were left running"
+
+
+def test_stopping_the_stack_mid_commit_ends_the_hook_and_leaves_no_lock(home):
+    """SIGTERM to the stack while a hook hangs: the worker kills the hook at once, the commit
+    is abandoned and cleaned up (no index.lock for the user to find), within the supervisor's
+    grace, so nothing had to be killed."""
+    repo = project()
+    write(repo, {"app.py": "VALUE = 2\n"})
+    pids = repo / "hook.pids"
+    hook(repo, "pre-commit", f"sleep 300 & echo $! >> {pids}\necho $$ >> {pids}\nwait")
+    before, digest = head(repo), index_digest(repo)
+    env = base_env(home, **stack_overrides())
+    stack = Stack(home, env)
+    assert isinstance(ask(env, p.Ping()), p.Pong)
+
+    async def scenario():
+        client = client_of(env)
+        try:
+            commit = asyncio.create_task(client.request(
+                p.SERVICE_QUALITY, p.CheckpointCommit(path=str(repo), timeout_s=120),
+                timeout_s=130))
+            for _ in range(400):  # until the hook runs
+                if pids.exists() and len(pids.read_text().split()) == 2:
+                    break
+                await asyncio.sleep(0.05)
+            code = await asyncio.to_thread(stack.stop, 30)
+            try:
+                reply = await commit
+            except ServiceError as exc:  # the hub may be gone before the answer
+                reply = exc
+            return code, reply
+        finally:
+            client.close()
+
+    code, reply = asyncio.run(scenario())
+    assert code == 0
+    log = (home / "logs" / "stack.log").read_text()
+    assert "quality=0; killed 0" in log.replace("embed-0=0,", ""), log[-2000:]
+    if isinstance(reply, p.CommitResult):
+        assert (reply.committed, reply.skipped) == (False, "timeout")
+        assert "stopping" in reply.skipped_reason
+    assert head(repo) == before and index_digest(repo) == digest
+    assert leftovers(repo) == []
+    hung = [int(line) for line in pids.read_text().split()]
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie"
                    for pid in hung), "the hook's processes were left running"
