@@ -185,20 +185,26 @@ def _npm_lock_check(pr: Project) -> p.Signal:
     return measured("lockfile_sync", 1, "package-lock.json lists package.json's dependencies")
 
 
+def _present(path: Path) -> bool:
+    """A file, or a directory holding something."""
+    try:
+        return path.is_file() or (path.is_dir() and any(path.iterdir()))
+    except OSError:
+        return False
+
+
 def ci(pr: Project) -> p.Signal:
     for base in dict.fromkeys((pr.root, pr.repo_top)):
         for rel in CI_PATHS:
-            path = base / rel
-            if path.is_file() or (path.is_dir() and any(path.iterdir())):
-                return measured("ci", 1, str(path.relative_to(base)))
+            if _present(base / rel):
+                return measured("ci", 1, rel)
     return measured("ci", 0, "no CI configuration", "no CI: add a workflow that runs the "
                     "tests and the linter on every push (e.g. .github/workflows/ci.yml)")
 
 
 def docs(pr: Project) -> p.Signal:
     for rel in DOCS_PATHS:
-        path = pr.root / rel
-        if path.is_file() or (path.is_dir() and any(path.iterdir())):
+        if _present(pr.root / rel):
             return measured("docs", 1, rel)
     return measured("docs", 0, "no docs/ folder or docs site config",
                     "no documentation beyond the README: add a docs/ folder")

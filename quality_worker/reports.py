@@ -58,7 +58,14 @@ def _candidates(root: Path, names: tuple[str, ...], prefixes: tuple[str, ...] = 
                                 and f.name.startswith(prefixes) and f.is_file())[:50]
             except OSError:
                 continue
-    return [f for f in found if f.stat().st_size <= MAX_REPORT_BYTES]
+    return [f for f in found if _size(f) <= MAX_REPORT_BYTES]
+
+
+def _size(path: Path) -> float:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return float("inf")  # gone or unreadable: not a candidate
 
 
 def find_test_results(root: Path) -> tuple[TestResults | None, str]:
