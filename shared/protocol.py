@@ -40,6 +40,15 @@ from shared.protocol_quality import (  # noqa: F401  (re-exported: the quality s
     ToolInfo,
     ToolsReport,
 )
+from shared.protocol_sessions import (  # noqa: F401  (re-exported: the store's session messages)
+    CheckpointRecord,
+    CloseSession,
+    OpenSession,
+    RecordCheckpoint,
+    SessionList,
+    SessionQuery,
+    SessionRecord,
+)
 
 EMBEDDING_DIM = 384  # the length of every vector (all-MiniLM-L6-v2)
 ErrorCode = Literal["bad_request", "not_found", "unavailable", "timeout", "internal"]
@@ -159,6 +168,7 @@ class Search(msgspec.Struct, tag=True):
     errors_only: bool = False  # only memories about an error (found at store time)
     file_path: str | None = None  # only memories naming this file (found at store time)
     must_contain: str | None = None  # only memories holding every word of this
+    session_id: str | None = None  # only memories stored in this session
     order: Literal["relevance", "newest"] = "relevance"  # no query at all: newest
     fusion: Literal["relevance", "rrf", "vector", "keyword"] = "relevance"  # for comparisons
 
@@ -174,7 +184,7 @@ class DeleteMemories(msgspec.Struct, tag=True):
 
 
 class StoreStats(msgspec.Struct, tag=True):
-    pass
+    session_id: str | None = None  # also the counts of this session's memories
 
 
 class AddDependency(msgspec.Struct, tag=True):
@@ -247,7 +257,8 @@ RequestBody = (Ping | StackStatus | Embed | Remember | RememberMany | Search | G
                | DeleteMemories | StoreStats | AddDependency | ListDependencies
                | ExportMemories | ImportMemories | CheckPermission | GrantPermission
                | RevokePermission | LogPermission | PermissionStatus | ProbeTools | AssessQuality
-               | GitStatus | CheckpointCommit)
+               | GitStatus | CheckpointCommit | OpenSession | RecordCheckpoint | CloseSession
+               | SessionQuery)
 
 
 # -------------------------------------------------------------- reply bodies
@@ -404,7 +415,7 @@ class PermissionState(msgspec.Struct, tag=True):
 
 ReplyBody = (Error | Pong | StackInfo | Vectors | Stored | StoredMany | SearchHits | Memories
              | Count | Dependencies | StoreInfo | PermissionState | ToolsReport | QualityReport
-             | GitState | CommitResult)
+             | GitState | CommitResult | SessionList)
 
 
 # ------------------------------------------------------------------ codecs

@@ -152,6 +152,7 @@ class MemoryStore:
             [epoch_us(r.created_at) for r in recs], [t[2] for t in terms], [r.tags for r in recs],
             [r.content_hash for r in recs], is_error=[r.is_error for r in recs],
             n_chunks=[r.n_chunks for r in recs], files=[r.files for r in recs],
+            sessions=[r.session_id for r in recs],
         )
         for row, (words, tfs, _) in zip(new_rows.tolist(), terms, strict=True):
             self.text_index.add(row, words, tfs)

@@ -24,7 +24,7 @@ from shared.errors import BadRequest, Internal, ServiceError, SessiondError
 from shared.paths import check_export_path, check_io_path
 from shared.transport import endpoints
 from shared.worker import Delivery, Worker
-from store_worker import bulk_io, permissions_store
+from store_worker import bulk_io, permissions_store, sessions_store
 from store_worker.embed_filler import EmbedFiller
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
@@ -174,11 +174,14 @@ class StoreWorker(Worker):
                 return p.Memories([_memory(m) for m in s.get(ids)])
             case p.DeleteMemories(ids=ids, project=project, before=before):
                 return p.Count(count=s.delete(ids=ids, project=project, before=before))
-            case p.StoreStats():
+            case p.StoreStats(session_id=session_id):
                 f = self.filler
-                return p.StoreInfo({**s.stats(), "embed_filler": {
+                data = {**s.stats(), "embed_filler": {
                     "running": f.running, "embedded": f.embedded, "failures": f.failures,
-                    "restarts": f.restarts, "last_error": f.last_error}})
+                    "restarts": f.restarts, "last_error": f.last_error}}
+                if session_id:
+                    data["session"] = sessions_store.session_stats(s, session_id)
+                return p.StoreInfo(data)
             case p.AddDependency():
                 d = s.add_dependency(body.source, body.target, body.dependency_type,
                                      body.description)
@@ -188,6 +191,8 @@ class StoreWorker(Worker):
             case (p.CheckPermission() | p.GrantPermission() | p.RevokePermission()
                   | p.LogPermission() | p.PermissionStatus()):
                 return permissions_store.answer(s, body)
+            case p.OpenSession() | p.RecordCheckpoint() | p.CloseSession() | p.SessionQuery():
+                return sessions_store.answer(s, body)
         raise BadRequest(f"store does not handle {type(body).__name__}")
 
     def _search(self, q: p.Search) -> p.SearchHits:
@@ -204,8 +209,9 @@ class StoreWorker(Worker):
             q.query, query_vector=vector, projects=q.projects, kinds=q.kinds,
             tags_any=q.tags_any, tags_all=q.tags_all, since=since, until=until,
             errors_only=q.errors_only, file_path=q.file_path, must_contain=q.must_contain,
-            limit=q.limit, offset=q.offset, min_score=q.min_score, order=q.order,
-            decay=q.decay, half_life_days=q.half_life_days or self.cfg.decay_half_life_days,
+            session_id=q.session_id, limit=q.limit, offset=q.offset, min_score=q.min_score,
+            order=q.order, decay=q.decay,
+            half_life_days=q.half_life_days or self.cfg.decay_half_life_days,
             fusion=q.fusion, tz=self.tz)
         hits = [_hit(h) for h in result.hits]
         return p.SearchHits(hits=hits, mode=result.mode, total_candidates=result.total_candidates,

@@ -13,6 +13,7 @@ import pytest
 from store_worker.indexes.text_index import bm25_params, bm25_sql, query_terms
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
+from store_worker.storage import schema
 
 NOW = datetime(2026, 3, 18, 12, 0, tzinfo=UTC)
 
@@ -532,6 +533,6 @@ def test_stats(store):
     assert stats["by_kind"] == {"note": 2, "reflection": 1}
     assert stats["by_project"] == {"p1": 2, "p2": 1}
     assert (stats["embedded"], stats["pending_embeddings"]) == (1, 2)
-    assert stats["db_bytes"] > 0 and stats["schema_version"] == 4
+    assert stats["db_bytes"] > 0 and stats["schema_version"] == schema.SCHEMA_VERSION
     store.delete(ids=[c])
     assert store.count == 2 and store.stats()["memories"] == 2

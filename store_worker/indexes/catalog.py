@@ -37,10 +37,12 @@ class Catalog:
         self.row_of: dict[str, int] = {}
         self.project_codes: dict[str, int] = {}
         self.kind_codes: dict[str, int] = {}
+        self.session_codes: dict[str, int] = {}  # session id -> code (-1: stored in none)
         self._tag_rows: dict[str, array] = {}
         cap = 1024
         self.project = np.zeros(cap, dtype=np.int32)
         self.kind = np.zeros(cap, dtype=np.int32)
+        self.session = np.full(cap, -1, dtype=np.int32)
         self.created_us = np.zeros(cap, dtype=np.int64)
         self.doc_len = np.zeros(cap, dtype=np.float32)
         self.alive = np.zeros(cap, dtype=bool)
@@ -58,8 +60,8 @@ class Catalog:
         self.total_len = 0
 
     _COLUMNS = ("project", "kind", "created_us", "doc_len", "alive", "embedded", "content_key",
-                "is_error", "n_chunks", "chunks_done", "superseded_by")
-    _FILL: ClassVar[dict[str, int]] = {"superseded_by": -1}
+                "is_error", "n_chunks", "chunks_done", "superseded_by", "session")
+    _FILL: ClassVar[dict[str, int]] = {"superseded_by": -1, "session": -1}
 
     def __len__(self) -> int:
         """Row numbers handed out (dead rows included)."""
@@ -102,6 +104,7 @@ class Catalog:
         is_error: Sequence[bool] | np.ndarray | None = None,
         n_chunks: Sequence[int] | np.ndarray | None = None,
         files: Iterable[Sequence[str]] | None = None,
+        sessions: Sequence[str | None] | None = None,
     ) -> np.ndarray:
         """Add rows (all alive); returns their row numbers."""
         n = len(ids)
@@ -120,6 +123,7 @@ class Catalog:
             self.is_error[start] = False if is_error is None else is_error[0]
             self.n_chunks[start] = 0 if n_chunks is None else n_chunks[0]
             self.chunks_done[start] = self.n_chunks[start] == 0
+            self.session[start] = self._session_code(sessions[0] if sessions else None)
         else:
             sl = slice(start, start + n)
             self.project[sl] = [self._code(self.project_codes, p) for p in projects]
@@ -132,6 +136,8 @@ class Catalog:
             self.is_error[sl] = False if is_error is None else is_error
             self.n_chunks[sl] = 0 if n_chunks is None else n_chunks
             self.chunks_done[sl] = self.n_chunks[sl] == 0
+            self.session[sl] = ([self._session_code(s) for s in sessions] if sessions is not None
+                                else -1)
         for row, paths in zip(range(start, start + n), files or (), strict=False):
             self._add_files(row, paths)
         self._row_by_content.update(zip(keys, range(start, start + n), strict=True))
@@ -146,6 +152,9 @@ class Catalog:
         self.n_alive += n
         self.total_len += int(np.sum(doc_lens, dtype=np.int64))
         return rows
+
+    def _session_code(self, session_id: str | None) -> int:
+        return -1 if session_id is None else self._code(self.session_codes, session_id)
 
     def _add_files(self, row: int, paths: Sequence[str]) -> None:
         if not paths:
@@ -215,6 +224,7 @@ class Catalog:
             "cat_ids": np.array(self.ids, dtype="S"),  # ids are ASCII (records.check_id)
             "cat_project_names": np.array(list(self.project_codes), dtype="U"),
             "cat_kind_names": np.array(list(self.kind_codes), dtype="U"),
+            "cat_session_names": np.array(list(self.session_codes), dtype="U"),
             "cat_tags": np.array(tags, dtype="U"),
             "cat_tag_ptr": np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))),
             "cat_tag_rows": np.concatenate(
@@ -239,6 +249,7 @@ class Catalog:
         cat.row_of = {cat.ids[r]: r for r in alive.tolist()}
         cat.project_codes = {p: i for i, p in enumerate(st["cat_project_names"].tolist())}
         cat.kind_codes = {k: i for i, k in enumerate(st["cat_kind_names"].tolist())}
+        cat.session_codes = {s: i for i, s in enumerate(st["cat_session_names"].tolist())}
         ptr, tag_rows = st["cat_tag_ptr"], st["cat_tag_rows"]
         for i, tag in enumerate(st["cat_tags"].tolist()):
             cat._tag_rows[tag] = array("i", tag_rows[ptr[i]:ptr[i + 1]].tobytes())
@@ -279,11 +290,15 @@ class Catalog:
         tags_all: Sequence[str] | None = None,
         since_us: int | None = None,
         until_us: int | None = None,
+        *,
+        session_id: str | None = None,
     ) -> np.ndarray:
         """Boolean mask over row numbers: alive rows matching every given filter.
         ``since`` is inclusive and ``until`` exclusive (microseconds since the epoch, UTC)."""
         n = len(self.ids)
         mask = self.alive[:n].copy()
+        if session_id is not None:
+            mask &= self.session[:n] == self.session_codes.get(session_id, -2)
         if projects is not None:
             codes = [self.project_codes[p] for p in projects if p in self.project_codes]
             mask &= np.isin(self.project[:n], codes)
@@ -302,6 +317,11 @@ class Catalog:
         for tag in tags_all or ():
             mask &= self._tag_mask(tag)
         return mask
+
+    def count_by_kind(self, mask: np.ndarray) -> dict[str, int]:
+        """How many rows of ``mask`` (over row numbers) hold each kind."""
+        counts = np.bincount(self.kind[: len(mask)][mask], minlength=len(self.kind_codes))
+        return {k: int(counts[c]) for k, c in sorted(self.kind_codes.items()) if counts[c]}
 
     def pending_rows(self, limit: int) -> np.ndarray:
         """Alive rows missing their whole vector or a chunk vector, oldest first."""

@@ -23,7 +23,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
     cat = Catalog()
     res = con.execute(
         "SELECT m.id, m.project, m.kind, epoch_us(m.created_at) AS us, m.doc_len, m.tags,"
-        " m.content_hash, m.is_error, m.n_chunks, m.files,"
+        " m.content_hash, m.is_error, m.n_chunks, m.files, m.session_id,"
         " e.id IS NOT NULL AS embedded"
         " FROM memories m LEFT JOIN (SELECT id FROM memory_embeddings) e USING (id) ORDER BY m.id"
     ).fetchnumpy()
@@ -41,6 +41,7 @@ def load_catalog(con: duckdb.DuckDBPyConnection) -> Catalog:
         is_error=_column(res, "is_error").astype(bool),
         n_chunks=_column(res, "n_chunks").astype(np.int16),
         files=[list(f) for f in _column(res, "files").tolist()],
+        sessions=_column(res, "session_id").tolist(),
     )
     for newer, older in con.execute(
             "SELECT newer, older FROM memory_links WHERE kind = 'supersedes'"

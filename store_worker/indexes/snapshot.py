@@ -36,7 +36,8 @@ log = logging.getLogger("sessiond.store.snapshot")
 
 # 2: the catalogue's content keys are stable digests (format 1 saved per-process hash() values).
 # 3: chunk vectors, and the catalogue's files, error flags, chunk counts and supersession links.
-FORMAT = 3
+# 4: the catalogue's session of each row (search and stats filter by session).
+FORMAT = 4
 # Below this many rows the rebuild is fast enough (~0.5 s at 20k) not to spend disk on it.
 MIN_ROWS = 20_000
 

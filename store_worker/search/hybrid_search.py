@@ -68,6 +68,7 @@ def search(
     errors_only: bool = False,
     file_path: str | None = None,
     must_contain: str | None = None,
+    session_id: str | None = None,
     limit: int = 10,
     offset: int = 0,
     min_score: float = 0.0,
@@ -82,7 +83,7 @@ def search(
     """Search memories. Filters combine with AND (``project`` and ``projects`` are one list;
     ``since`` inclusive, ``until`` exclusive; ``errors_only``: memories about an error;
     ``file_path``: memories naming that file; ``must_contain``: memories holding every word of
-    it). ``decay``: None (default) = a bounded recency prior plus the question's own time cues,
+    it; ``session_id``: memories stored in that session). ``decay``: None (default) = a bounded recency prior plus the question's own time cues,
     True = multiply by ``0.5 ** (age / half_life_days)``, False = no time preference at all.
     ``fusion`` other than "relevance", and ``chunks=False`` (whole-memory vectors only), are
     for comparison (``ranking``, ``bench/retrieval_eval.py``). ``total_candidates``
@@ -115,6 +116,7 @@ def search(
         str_list(tags_all, "tags_all"),
         epoch_us(to_utc(since, "since")) if since is not None else None,
         epoch_us(to_utc(until, "until")) if until is not None else None,
+        session_id=_session(session_id),
     )
     if errors_only:
         allowed &= cat.is_error[:n]
@@ -217,6 +219,12 @@ def _subject_sim(store: MemoryStore, rows: np.ndarray, z: np.ndarray) -> np.ndar
         if vec is not None:
             out[i] = float(vec @ top)
     return out
+
+
+def _session(session_id: str | None) -> str | None:
+    if session_id is not None and not isinstance(session_id, str):
+        raise InvalidInput("session_id must be a string")
+    return session_id or None
 
 
 def is_keyword_query(text: str) -> bool:

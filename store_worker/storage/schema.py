@@ -32,6 +32,11 @@ Choices recorded here:
   grant ever made, an active one has no ``ended_at`` (ended: ``end_reason`` revoked, expired or
   replaced); ``permission_decisions`` is the log of every decision, numbered in order by a
   sequence (the newest ``KEPT_DECISIONS`` are kept).
+* Sessions (schema v5, ``store_worker.sessions_store``): the v1 ``sessions`` table gains what a
+  working session records (the gateway's pid, the commit HEAD named at the start, the scores at
+  start, last checkpoint and end, why it ended, its handoff file); ``working_dir`` holds the
+  project's resolved root. ``session_checkpoints`` holds each checkpoint, numbered per session.
+  A memory's session is its ``session_id`` column (there since v1).
 """
 
 from __future__ import annotations
@@ -40,7 +45,7 @@ from collections.abc import Callable
 
 import duckdb
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 EMBEDDING_DIM = 384
 DEPENDENCY_TYPES = ("related", "continuation", "reference", "uses", "extends", "shares_code")
 
@@ -181,9 +186,35 @@ _V4 = [
     """,
 ]
 
+_V5 = [
+    "ALTER TABLE sessions ADD COLUMN gateway_pid INTEGER",
+    "ALTER TABLE sessions ADD COLUMN start_head TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE sessions ADD COLUMN branch TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE sessions ADD COLUMN start_score DOUBLE",
+    "ALTER TABLE sessions ADD COLUMN last_score DOUBLE",
+    "ALTER TABLE sessions ADD COLUMN end_score DOUBLE",
+    "ALTER TABLE sessions ADD COLUMN end_reason TEXT",
+    "ALTER TABLE sessions ADD COLUMN handoff_path TEXT NOT NULL DEFAULT ''",
+    "ALTER TABLE sessions ADD COLUMN last_active_at TIMESTAMPTZ",
+    """
+    CREATE TABLE session_checkpoints (
+        session_id TEXT NOT NULL,
+        seq        INTEGER NOT NULL,
+        made_at    TIMESTAMPTZ NOT NULL,
+        score      DOUBLE,
+        delta      DOUBLE,
+        commit_state TEXT NOT NULL,
+        sha        TEXT NOT NULL,
+        memory_id  TEXT NOT NULL,
+        note       TEXT NOT NULL,
+        PRIMARY KEY (session_id, seq)
+    )
+    """,
+]
+
 # Index i holds the steps (SQL, or a function of the connection) that bring the schema from
 # version i to version i + 1.
-MIGRATIONS: list[list] = [_V1, _V2, _V3, _V4]
+MIGRATIONS: list[list] = [_V1, _V2, _V3, _V4, _V5]
 
 
 class SchemaError(RuntimeError):
