@@ -29,7 +29,8 @@ from shared.paths import check_export_path
 Content = Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_BYTES, description=(
     f"The text to remember (at most {MAX_CONTENT_BYTES // 1000} KB)."))]
 Project = Annotated[str | None, Field(max_length=MAX_PROJECT_LEN, description=(
-    "Project name; defaults to the current project (the server's working directory)."))]
+    "Project name; defaults to the open session's project, else the current project (the "
+    "server's working directory)."))]
 ProjectName = Annotated[str, Field(min_length=1, max_length=MAX_PROJECT_LEN)]
 Tags = Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_TAG_LEN)]] | None,
                  Field(max_length=MAX_TAGS, description=f"Up to {MAX_TAGS} short tags.")]
@@ -60,6 +61,13 @@ class CountResult:
 
 def register(mcp: FastMCP, gw) -> None:
     async def remember(kind: str, content: str, project: str | None, **extra: Any) -> StoreResult:
+        """Store a memory; while a session is open in this window it carries the session's id
+        (unless one is given) and, by default, the session's project."""
+        current = gw.sessions.current
+        if current is not None:
+            project = project or current.project
+            if not extra.get("session_id"):
+                extra["session_id"] = current.id
         project = project or gw.project
         reply = await gw.call(p.SERVICE_STORE, p.Remember(kind=kind, content=content,
                                                           project=project, **extra))
@@ -68,7 +76,8 @@ def register(mcp: FastMCP, gw) -> None:
         if reply.redacted:
             msg += f"; secrets replaced by a marker: {', '.join(reply.redacted)}"
         return StoreResult(id=reply.id, duplicate=reply.duplicate, project=project,
-                           redacted=reply.redacted, message=msg)
+                           redacted=reply.redacted, message=msg,
+                           session_id=extra.get("session_id") or None)
 
     @mcp.tool(annotations=WRITE)
     async def store_reflection(content: Content, tags: Tags = None,
@@ -129,9 +138,15 @@ def register(mcp: FastMCP, gw) -> None:
                                 created=d.created)
 
     @mcp.tool(annotations=READ_ONLY)
-    async def reflection_stats() -> dict[str, Any]:
-        """Counts by kind and project, embedded vs pending, database size, query-cache hits."""
-        reply = await gw.call(p.SERVICE_STORE, p.StoreStats())
+    async def reflection_stats(
+        session_id: Annotated[str | None, Field(max_length=MAX_SESSION_ID_LEN, description=(
+            "Also count this session's memories (by kind, project, pending vectors); "
+            "\"current\": this window's open session."))] = None,
+    ) -> dict[str, Any]:
+        """Counts by kind and project, embedded vs pending, database size, query-cache hits;
+        with session_id, also that session's."""
+        reply = await gw.call(p.SERVICE_STORE, p.StoreStats(
+            session_id=gw.sessions.resolve_id(session_id)))
         return {**reply.data, "query_cache": gw.cache.stats()}
 
     # Destructive: with overwrite=true it replaces a file.

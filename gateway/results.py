@@ -17,6 +17,7 @@ class StoreResult:
     project: str
     redacted: list[str]
     message: str
+    session_id: str | None = None  # the session it was stored in
 
 
 @dataclass

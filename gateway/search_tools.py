@@ -31,6 +31,7 @@ from shared.limits import (
     MAX_PROJECT_LEN,
     MAX_QUERY_CHARS,
     MAX_RESULTS,
+    MAX_SESSION_ID_LEN,
     MAX_TAG_LEN,
     MAX_TAGS,
     MAX_TIME_EXPRESSION_LEN,
@@ -56,6 +57,9 @@ Decay = Annotated[bool | None, Field(description=(
     "own words steer it (\"now\", \"latest\" favour the newest memory on the subject; "
     "\"last week\" favours that week). true: multiply by a half-life decay (favour recent). "
     "false: no time preference at all."))]
+SessionFilter = Annotated[str | None, Field(max_length=MAX_SESSION_ID_LEN, description=(
+    "Only memories stored in this session (an id from start or status); \"current\": this "
+    "window's open session."))]
 HalfLife = Annotated[float | None, Field(gt=0, le=36_500, description=(
     "Half-life in days of decay=true (default: the server's decay_half_life_days, 30)."))]
 
@@ -80,36 +84,41 @@ def _projects(project: str | None) -> list[str] | None:
 def register(mcp: FastMCP, gw) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def quick_search(query: Query, project: ProjectFilter = None, limit: Limit = 5,
-                           min_score: MinScore = 0.0) -> SearchResult:
+                           min_score: MinScore = 0.0,
+                           session_id: SessionFilter = None) -> SearchResult:
         """Search past conversations and reflections by meaning and keywords."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
-                                      min_score=min_score)
+                                      min_score=min_score,
+                                      session_id=gw.sessions.resolve_id(session_id))
         return search_result(query, reply, note)
 
     @mcp.tool(annotations=READ_ONLY)
     async def reflect_on_past(
         query: Query, limit: Limit = 10, min_score: MinScore = 0.0,
         project: ProjectFilter = None, decay: Decay = None, half_life_days: HalfLife = None,
-        kinds: Kinds = None, tags: Tags = None,
+        kinds: Kinds = None, tags: Tags = None, session_id: SessionFilter = None,
     ) -> SearchResult:
         """Search memory in depth, with filters; each result shows its score parts
         (relevance, vector, keyword, bm25, recency) and supersession links."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
                                       min_score=min_score, decay=decay,
-                                      half_life_days=half_life_days, kinds=kinds, tags_any=tags)
+                                      half_life_days=half_life_days, kinds=kinds, tags_any=tags,
+                                      session_id=gw.sessions.resolve_id(session_id))
         return search_result(query, reply, note)
 
     @mcp.tool(annotations=READ_ONLY)
     async def get_more_results(
         query: Query, offset: Offset = 10, limit: Limit = 10, project: ProjectFilter = None,
         min_score: MinScore = 0.0, decay: Decay = None, half_life_days: HalfLife = None,
-        kinds: Kinds = None, tags: Tags = None,
+        kinds: Kinds = None, tags: Tags = None, session_id: SessionFilter = None,
     ) -> SearchResult:
         """The next page of a search: results from `offset` on. Pass the same filters as the
-        first search (project, kinds, tags, decay, min_score) to page through the same list."""
+        first search (project, kinds, tags, decay, min_score, session_id) to page through the
+        same list."""
         reply, note = await gw.search(query, projects=_projects(project), limit=limit,
                                       offset=offset, min_score=min_score, decay=decay,
-                                      half_life_days=half_life_days, kinds=kinds, tags_any=tags)
+                                      half_life_days=half_life_days, kinds=kinds, tags_any=tags,
+                                      session_id=gw.sessions.resolve_id(session_id))
         return search_result(query, reply, note, offset=offset)
 
     @mcp.tool(annotations=READ_ONLY)

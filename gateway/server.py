@@ -20,6 +20,7 @@ from fastmcp.server.lifespan import lifespan
 from gateway.consent import AskUserMiddleware
 from gateway.permissions import Permissions
 from gateway.query_cache import QueryCache
+from gateway.sessions import Sessions
 from gateway.stack_control import ensure_stack, hub_alive
 from shared import protocol as p
 from shared.client import HubClient
@@ -37,7 +38,9 @@ LAZY_IMPORTS = ("key_value.aio.adapters.pydantic", "key_value.aio.stores.memory"
 
 INSTRUCTIONS = (
     "sessiond keeps a local memory of conversations and reflections for coding sessions, "
-    "searched by meaning, plus session health. Everything stays on this machine."
+    "searched by meaning, plus session health. Call `start` when work on a project begins "
+    "(it returns the last session's handoff), `checkpoint` at milestones, `end` when done. "
+    "Everything stays on this machine."
 )
 
 
@@ -52,6 +55,7 @@ class Gateway:
         self.project = cfg.project or Path.cwd().name or "default"
         self._ready_lock = asyncio.Lock()
         self.permissions = Permissions(self)
+        self.sessions = Sessions(self)
 
     async def query_vector(self, text: str) -> tuple[bytes | None, str]:
         """The query's vector (cached), or None and why: search then runs on keywords alone."""
@@ -141,9 +145,10 @@ def build_server(cfg: Config) -> FastMCP:
     # connections (gateway.consent).
     mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan,
                   middleware=[AskUserMiddleware()])
-    from gateway import memory_tools, permission_tools, search_tools, system_tools
+    from gateway import memory_tools, permission_tools, search_tools, session_tools, system_tools
 
     system_tools.register(mcp, gateway)
+    session_tools.register(mcp, gateway)
     memory_tools.register(mcp, gateway)
     search_tools.register(mcp, gateway)
     permission_tools.register(mcp, gateway)

@@ -1,4 +1,5 @@
-"""Tools about the server itself: ping, status, health_check."""
+"""Tools about the server itself: ping, health_check; and the stack's part of ``status`` (the
+tool, with the session's part, is in ``session_tools``)."""
 
 from __future__ import annotations
 
@@ -63,6 +64,19 @@ class HealthResult:
     components: list[ComponentHealth]
 
 
+async def stack_status(gateway) -> StatusResult:
+    """State of the stack: uptime, each worker's pid, state, restarts, heartbeat age and
+    requests in hand, queue depth and request counters; this gateway's query-cache hits."""
+    info = await gateway.call(p.SERVICE_HUB, p.StackStatus(), timeout_s=5.0)
+    if not isinstance(info, p.StackInfo):
+        raise ToolError(f"unexpected status reply {type(info).__name__}")
+    workers = [WorkerStatus(**{f: getattr(w, f) for f in w.__struct_fields__})
+               for w in info.workers]
+    fields = {f: getattr(info, f) for f in info.__struct_fields__ if f not in ("pid", "workers")}
+    return StatusResult(stack_pid=info.pid, workers=workers, gateway_pid=os.getpid(),
+                        data_dir=gateway.cfg.home, query_cache=gateway.cache.stats(), **fields)
+
+
 def register(mcp: FastMCP, gateway) -> None:
     @mcp.tool(annotations=READ_ONLY)
     async def ping() -> PingResult:
@@ -72,20 +86,6 @@ def register(mcp: FastMCP, gateway) -> None:
         assert isinstance(pong, p.Pong)
         return PingResult(ok=True, version=VERSION, gateway_pid=os.getpid(), stack_pid=pong.pid,
                           round_trip_ms=round((time.perf_counter() - t0) * 1000, 3))
-
-    @mcp.tool(annotations=READ_ONLY)
-    async def status() -> StatusResult:
-        """State of the stack: uptime, each worker's pid, state, restarts, heartbeat age and
-        requests in hand, queue depth and request counters; this gateway's query-cache hits."""
-        info = await gateway.call(p.SERVICE_HUB, p.StackStatus(), timeout_s=5.0)
-        if not isinstance(info, p.StackInfo):
-            raise ToolError(f"unexpected status reply {type(info).__name__}")
-        workers = [WorkerStatus(**{f: getattr(w, f) for f in w.__struct_fields__})
-                   for w in info.workers]
-        fields = {f: getattr(info, f) for f in info.__struct_fields__ if f not in ("pid", "workers")}
-        return StatusResult(stack_pid=info.pid, workers=workers, gateway_pid=os.getpid(),
-                            data_dir=gateway.cfg.home, query_cache=gateway.cache.stats(),
-                            **fields)
 
     @mcp.tool(annotations=READ_ONLY)
     async def health_check() -> HealthResult:

@@ -7,6 +7,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 
 from shared.config import load_config
@@ -26,7 +27,10 @@ def _parser() -> argparse.ArgumentParser:
     stack.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)
     stack.add_argument("--log-stderr", action="store_true", help="also log to stderr")
     sub.add_parser("stop", help="stop the running stack")
-    sub.add_parser("status", help="print the stack's status (through a real gateway)")
+    status = sub.add_parser("status", help="sessions, the project here and the stack's "
+                            "status (through a real gateway)")
+    status.add_argument("directory", nargs="?", help="the project (default: this directory)")
+    status.add_argument("--json", action="store_true", help="print the status tool's result")
     sub.add_parser("health", help="probe every component; exit 0 if healthy, 1 if not")
     call = sub.add_parser("call", help="call any MCP tool through a real gateway")
     call.add_argument("tool")
@@ -59,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         case "stop":
             return _stop(cfg)
         case "status":
-            return _print_tool(cfg, "status", {})
+            return _status(cfg, args)
         case "health":
             return _health(cfg)
         case "call":
@@ -133,6 +137,21 @@ def _print_tool(cfg, tool: str, arguments: dict) -> int:
     text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
     print(text, file=sys.stderr if is_error else sys.stdout)
     return ExitCode.FAILED if is_error else ExitCode.OK
+
+
+def _status(cfg, args) -> int:
+    arguments = {"working_directory": os.path.abspath(args.directory)} if args.directory else {}
+    if args.json:
+        return _print_tool(cfg, "status", arguments)
+    from sessiond.status_view import render
+
+    logging.disable(logging.WARNING)
+    is_error, payload = asyncio.run(_call(cfg, "status", arguments))
+    if is_error or not isinstance(payload, dict):
+        print(f"sessiond: status failed: {payload}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(render(payload))
+    return ExitCode.OK
 
 
 def _health(cfg) -> int:

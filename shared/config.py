@@ -67,6 +67,14 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # offer); permission_trust_minutes is also the default length of a `permissions trust`.
     permission_offer_trust_after: int = 3
     permission_trust_minutes: float = 30.0
+    # Sessions (gateway.sessions): the checkpoint commits the project's tracked changes (gated by
+    # the git_commit permission) unless checkpoint_commit is false; untracked files only with
+    # checkpoint_include_untracked. A score change of at least quality_threshold points between
+    # checkpoints makes an automatic reflection.
+    checkpoint_commit: bool = True
+    checkpoint_include_untracked: bool = False
+    checkpoint_commit_timeout_s: float = 30.0  # staging and the commit with its hooks
+    quality_threshold: float = 10.0
 
     # ------------------------------------------------------------- paths
     @property
@@ -84,6 +92,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     @property
     def db_path(self) -> Path:
         return self.home_path / "memory.duckdb"
+
+    @property
+    def handoff_dir(self) -> Path:
+        return self.home_path / "handoffs"
 
     @property
     def heartbeat_expiry_s(self) -> float:
@@ -146,6 +158,10 @@ def _validate(cfg: Config) -> None:
     if not 0 < cfg.permission_trust_minutes <= MAX_TRUST_MINUTES:
         raise ConfigError(f"permission_trust_minutes must be more than 0 and at most "
                           f"{MAX_TRUST_MINUTES}")
+    if not 1 <= cfg.checkpoint_commit_timeout_s <= 300:
+        raise ConfigError("checkpoint_commit_timeout_s must be 1..300 seconds")
+    if not 0 < cfg.quality_threshold <= 100:
+        raise ConfigError("quality_threshold must be more than 0 and at most 100 (points)")
     if cfg.timezone:
         try:
             zone_of(cfg.timezone)

@@ -166,7 +166,7 @@ async def wait_all_ready(client, timeout: float = 20) -> dict:
 
     deadline = time.monotonic() + timeout
     while True:
-        st = await call(client, "status")
+        st = (await call(client, "status"))["stack"]
         if all(w["state"] == "ready" for w in st["workers"]):
             return st
         if time.monotonic() > deadline:

@@ -29,9 +29,13 @@ def test_call_status_health_stop(env, home):
     assert out.returncode == 0, out.stdout + out.stderr
     assert "overall: healthy" in out.stdout
 
-    out = sessiond(env, "status")
+    out = sessiond(env, "status", "--json")
     assert out.returncode == 0
-    assert json.loads(out.stdout)["stack_pid"] == pong["stack_pid"]
+    assert json.loads(out.stdout)["stack"]["stack_pid"] == pong["stack_pid"]
+    out = sessiond(env, "status")
+    assert out.returncode == 0, out.stderr
+    assert f"stack pid {pong['stack_pid']}" in out.stdout
+    assert "this window's session: none" in out.stdout and "workers:" in out.stdout
 
     out = sessiond(env, "stop")
     assert out.returncode == 0 and "stack stopped" in out.stdout

@@ -87,7 +87,7 @@ def test_hostile_input_is_a_clear_error_and_writes_nothing(faults):
                                                         "project": "p-bad"})
             assert found["results"][0]["id"] == stored["id"]
             assert found["results"][0]["content"] == sql
-            after = await call(client, "status")
+            after = (await call(client, "status"))["stack"]
             assert [(w["pid"], w["restarts"]) for w in after["workers"]] == \
                    [(w["pid"], w["restarts"]) for w in before["workers"]]
 

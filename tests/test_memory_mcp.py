@@ -66,7 +66,7 @@ def test_finds_by_meaning_identifier_and_error_text(mem):
             assert ids_of(found)[0] == ids["ident"]
             again = await call(client, "quick_search", {"query": "  PARSE_CONFIG_V2 "})
             assert ids_of(again)[0] == ids["ident"]
-            cache = (await call(client, "status"))["query_cache"]
+            cache = (await call(client, "status"))["stack"]["query_cache"]
             assert cache["hits"] >= 1 and 0 < cache["hit_rate"] < 1
             assert found["results"][0]["parts"]["bm25"] > 0
 

@@ -33,7 +33,7 @@ def test_kill9_worker_is_restarted_within_2s(stack, env, victim):
             os.kill(old_pid, signal.SIGKILL)
             t0 = time.monotonic()
             while True:
-                st = await call(client, "status")
+                st = (await call(client, "status"))["stack"]
                 w = {w["name"]: w for w in st["workers"]}[victim]
                 if w["state"] == "ready" and w["pid"] != old_pid:
                     break
@@ -54,7 +54,7 @@ def test_kill9_gateway_leaves_stack_serving_others(env, home):
             pong = await call(first, "ping")
             os.kill(pong["gateway_pid"], signal.SIGKILL)
             async with gateway_client(env) as second:
-                st = await call(second, "status")
+                st = (await call(second, "status"))["stack"]
                 assert st["stack_pid"] == pong["stack_pid"]
                 assert (await call(second, "ping"))["ok"]
             doomed.pop_all()  # its server is dead; closing it would only report that
