@@ -21,21 +21,20 @@ def cfg(tmp_path):
 
 
 def summary(**fields) -> handoff.SessionSummary:
-    values = dict(
-        session_id="01abc", project="shop", root="/work/shop", branch="main",
-        started_at="2026-03-01T10:00:00+00:00", ended_at="2026-03-01T11:05:00+00:00",
-        duration_s=3900.0, start_score=70.0, end_score=82.5,
-        trend=[handoff.TrendPoint("start", "t0", 70.0, None),
-               handoff.TrendPoint("checkpoint 1", "t1", 80.0, 10.0, "abc123", "a | note"),
-               handoff.TrendPoint("end", "t2", 82.5, 2.5)],
-        memories_total=3,
-        memories=[handoff.MemoryLine("m1", "reflection", "2026-03-01T10:30:00+00:00",
-                                     "## Summary\nnot a heading here")],
-        files_changed=["src/app.py"], files_changed_total=4, commits_since_start=2,
-        start_head="a" * 40, end_head="b" * 40,
-        recommendations=["12 lint findings: run `ruff check --fix`", "no CI"])
-    values.update(fields)
-    return handoff.SessionSummary(**values)
+    trend = [handoff.TrendPoint("start", "t0", 70.0, None),
+             handoff.TrendPoint("checkpoint 1", "t1", 80.0, 10.0, "abc123", "a | note"),
+             handoff.TrendPoint("end", "t2", 82.5, 2.5)]
+    memories = [handoff.MemoryLine("m1", "reflection", "2026-03-01T10:30:00+00:00",
+                                   "## Summary\nnot a heading here")]
+    values: dict = {
+        "session_id": "01abc", "project": "shop", "root": "/work/shop", "branch": "main",
+        "started_at": "2026-03-01T10:00:00+00:00", "ended_at": "2026-03-01T11:05:00+00:00",
+        "duration_s": 3900.0, "start_score": 70.0, "end_score": 82.5, "trend": trend,
+        "memories_total": 3, "memories": memories, "files_changed": ["src/app.py"],
+        "files_changed_total": 4, "commits_since_start": 2, "start_head": "a" * 40,
+        "end_head": "b" * 40,
+        "recommendations": ["12 lint findings: run `ruff check --fix`", "no CI"]}
+    return handoff.SessionSummary(**(values | fields))
 
 
 def test_written_under_the_data_dir_and_read_back(cfg):
