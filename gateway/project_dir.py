@@ -81,14 +81,14 @@ async def detect(cfg: Config, ctx: Context | None, given: str | None) -> Project
         if not os.path.isabs(raw):
             base = roots[0] if roots else Path.cwd()
             raw = str(base / raw)
-        place = checked(cfg, raw)
+        place = await asyncio.to_thread(checked, cfg, raw)
         if roots and not any(_inside(place, r) for r in roots):
             raise ToolError(f"{given} is outside the client's roots "
                             f"({', '.join(map(str, roots))}); give a directory inside one")
         return ProjectDir(place, "argument")
     if roots:
-        return ProjectDir(checked(cfg, str(roots[0])), "roots")
-    return ProjectDir(checked(cfg, str(Path.cwd())), "cwd")
+        return ProjectDir(await asyncio.to_thread(checked, cfg, str(roots[0])), "roots")
+    return ProjectDir(await asyncio.to_thread(checked, cfg, str(Path.cwd())), "cwd")
 
 
 def checked(cfg: Config, raw: str) -> Path:

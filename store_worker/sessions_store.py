@@ -211,6 +211,9 @@ def records(store: MemoryStore, ids: list[str], with_checkpoints: bool) -> list[
                 at=_iso(at), score=score, delta=delta, commit=commit, sha=sha,
                 memory_id=memory_id, note=note))
     n = len(cat)
+    # memories per session code (+1: code -1 is "no session"), counted in one pass
+    per_code = np.bincount(cat.session[:n][cat.alive[:n]] + 1,
+                           minlength=len(cat.session_codes) + 1)
     out = []
     for sid in ids:
         (_, project, root, pid, started, ended, reason, head, branch, start_score, last_score,
@@ -221,7 +224,7 @@ def records(store: MemoryStore, ids: list[str], with_checkpoints: bool) -> list[
             start_head=head, branch=branch, start_score=start_score, last_score=last_score,
             end_score=end_score, handoff_path=handoff, last_active_at=_iso(active or started),
             checkpoint_count=count, checkpoints=marks.get(sid, []),
-            memories=int(np.count_nonzero(cat.mask(session_id=sid)[:n])),
+            memories=int(per_code[cat.session_codes[sid] + 1]) if sid in cat.session_codes else 0,
             metadata=json.loads(metadata) if metadata else {}))
     return out
 
