@@ -240,11 +240,12 @@ def test_several_windows_status_and_a_window_that_went_away(env):
     one, two = shop(), shop()
 
     async def scenario():
-        async with AsyncExitStack() as doomed:
+        async with AsyncExitStack() as doomed, AsyncExitStack() as doomed_too:
             first = await doomed.enter_async_context(gateway_client(env))
             gone_pid = (await call(first, "ping"))["gateway_pid"]
             lost = (await call(first, "start", {"working_directory": str(one)}))["session_id"]
-            async with gateway_client(env) as second, gateway_client(env) as third:
+            second = await doomed_too.enter_async_context(gateway_client(env))
+            async with gateway_client(env) as third:
                 kept = (await call(second, "start", {"working_directory": str(two)}))
                 st = await call(third, "status", {"working_directory": str(one)})
                 assert st["session"] is None and st["project"] == one.name
@@ -273,6 +274,7 @@ def test_several_windows_status_and_a_window_that_went_away(env):
 
                 # the second window's gateway dies too: a new one takes its session over
                 os.kill((await call(second, "ping"))["gateway_pid"], signal.SIGKILL)
+                doomed_too.pop_all()
             async with gateway_client(env) as fourth:
                 write(two, {"app.py": "VALUE = 3\n"})
                 cp = await call(fourth, "checkpoint", {"working_directory": str(two)})
