@@ -134,7 +134,7 @@ def test_start_checkpoint_end_and_start_again(env):
 def test_tidy_scores_clearly_higher_than_neglected_through_start(env):
     async def scenario():
         async with gateway_client(env) as client:
-            tidy = await call(client, "start", {"working_directory": str(tidy_project())})
+            tidy = await call(client, "init", {"working_directory": str(tidy_project())})
             await call(client, "end")
             neglected = await call(client, "start",
                                    {"working_directory": str(neglected_project())})
