@@ -5,7 +5,8 @@
 JSON escapes a lone surrogate (the client then waits for its timeout). Here each line is decoded
 strictly; an invalid byte sequence or an unpaired surrogate escape becomes U+FFFF, a noncharacter
 that no legitimate text needs, and the hub client refuses any request carrying it with a
-``bad_request`` the assistant can read.
+``bad_request`` the assistant can read. A line the SDK cannot parse at all (JSON nested too deep,
+a huge integer, a raw control character) is answered with its id too (``gateway.unreadable``).
 
 **No thread hops.** The SDK reads and writes stdio through ``anyio.wrap_file``: every line read,
 every write and every flush is a trip to a worker thread and back. When stdin and stdout are pipes
@@ -35,6 +36,7 @@ from fastmcp import FastMCP
 from fastmcp.server.context import reset_transport, set_transport
 from mcp.server.stdio import stdio_server
 
+from gateway.unreadable import AnswerUnreadable
 from shared.limits import INVALID_TEXT_MARK
 
 log = logging.getLogger("sessiond.gateway.stdio")
@@ -170,6 +172,7 @@ async def run_stdio(mcp: FastMCP) -> None:
             else:  # the SDK claims fd 1 itself; stdin is read in a thread
                 streams = stdio_server(stdin=_Lines(anyio.wrap_file(sys.stdin.buffer).readline))
             read_stream, write_stream = await stack.enter_async_context(streams)
+            read_stream = AnswerUnreadable(read_stream, write_stream)
             await mcp._mcp_server.run(read_stream, write_stream,
                                       mcp._mcp_server.create_initialization_options())
     finally:

@@ -26,6 +26,7 @@ import pytest
 from conftest import call, gateway_client, private_stack
 
 from gateway.stdio import sanitize_line
+from gateway.unreadable import request_of
 from sessiond import transcripts
 from shared import protocol as p
 from shared.client import HubClient
@@ -189,6 +190,12 @@ OTHER_CASES = {
     "stdio: surrogate pairs": (lambda s: sanitize_line(s.encode()),
                                lambda n: fill("\\ud800\\udc00", n)),
     "stdio: low surrogates": (lambda s: sanitize_line(s.encode()), lambda n: fill("\\udc00", n)),
+    # the id of a line the SDK could not parse (gateway.unreadable)
+    "unreadable: nesting": (request_of, starts('{"a":', "[")),
+    "unreadable: escaped quotes": (request_of, starts('{"a":"', '\\"')),
+    "unreadable: backslash runs": (request_of, lambda n: "{" + fill('"\\\\\\" ', n - 1)),
+    "unreadable: names then blanks": (request_of, lambda n: "{" + fill('"a"    ', n - 1)),
+    "unreadable: digits": (request_of, starts('{"id":', "1")),
     # what a memory mentions, found at store time (replaced the gateway's FILE_RE/ERROR_RE,
     # which took seconds on one long word)
     "mentions: one long word": (mentions.files_mentioned, lambda n: fill("a", n)),
