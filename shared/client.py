@@ -78,7 +78,7 @@ class HubClient:
             try:
                 header = p.reply_header_decoder.decode(frames[0])
                 body = p.reply_body_decoder.decode(frames[1])
-            except (p.DecodeError, IndexError) as exc:
+            except (*p.DecodeErrors, IndexError) as exc:
                 log.warning("dropped malformed reply: %s", exc)
                 continue
             fut = self._waiting.pop(header.id, None)

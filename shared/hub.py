@@ -135,7 +135,7 @@ class Hub:
                 return
             try:
                 handler(frames)
-            except (p.DecodeError, ValueError, IndexError) as exc:
+            except (*p.DecodeErrors, ValueError, IndexError) as exc:
                 self.counters.malformed_dropped += 1
                 log.warning("dropped malformed message (%d frames): %s", len(frames), exc)
 

@@ -428,4 +428,8 @@ reply_body_decoder = msgspec.msgpack.Decoder(ReplyBody)
 worker_control_decoder = msgspec.msgpack.Decoder(WorkerControl)
 hub_control_decoder = msgspec.msgpack.Decoder(HubControl)
 
-DecodeError = msgspec.DecodeError
+# What decoding a malformed frame raises. Besides its DecodeError, msgspec raises
+# UnicodeDecodeError for invalid UTF-8 inside a string and RecursionError for a value nested
+# too deep (in a free-form field such as Remember.metadata). Every receiver catches all three:
+# one frame must never stop a receiving thread.
+DecodeErrors = (msgspec.DecodeError, UnicodeDecodeError, RecursionError)

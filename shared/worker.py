@@ -206,12 +206,14 @@ class Worker:
                 return True
             try:
                 control = p.hub_control_decoder.decode(frames[0])
-            except p.DecodeError as exc:
+            except p.DecodeErrors as exc:
                 log.warning("dropped malformed frame from hub: %s", exc)
                 continue
             match control:
                 case p.Deliver(client=client) if len(frames) == 3:
                     self._accept(client, frames[1], frames[2])
+                case p.Deliver():
+                    log.warning("dropped a Deliver of %d frames (a request is 3)", len(frames))
                 case p.Disconnect(reason=reason):
                     log.info("hub says disconnect: %s", reason)
                     return False
@@ -221,13 +223,13 @@ class Worker:
     def _accept(self, client: bytes, header_raw: bytes, body_raw: bytes) -> None:
         try:
             header = p.request_header_decoder.decode(header_raw)
-        except p.DecodeError as exc:
+        except p.DecodeErrors as exc:
             log.warning("dropped request with a malformed header: %s", exc)
             return
         try:
             body: p.RequestBody | None = p.request_body_decoder.decode(body_raw)
             error = ""
-        except p.DecodeError as exc:
+        except p.DecodeErrors as exc:
             body, error = None, f"malformed request: {exc}"
         self.inflight += 1
         self.submit(Delivery(client, header, body, error))

@@ -230,3 +230,33 @@ def test_client_recovers_when_its_reader_dies(hub):
             worker.close()
 
     asyncio.run(scenario())
+
+
+def test_undecodable_replies_are_dropped_and_the_client_keeps_reading(hub):
+    """msgspec raises UnicodeDecodeError (invalid UTF-8 in a string) and RecursionError (a
+    value nested too deep), not only its DecodeError: either once stopped the client's reader,
+    failing every request it waited for."""
+    _, eps = hub
+    worker = FakeWorker(eps, "quality", capacity=3)
+    deep = b"\x81\xa4type\xa5Error\x91" + b"\x91" * 100_000 + b"\x01"
+    bad_utf8 = p.encoder.encode(p.Error(code="internal", message="\u00e9"))[:-1] + b"\xff"
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        try:
+            asks = [asyncio.ensure_future(client.request("quality", p.Ping(), timeout_s=t))
+                    for t in (1, 1, 10)]
+            got = [await asyncio.to_thread(worker.receive) for _ in asks]
+            for (who, head), body in zip(got[:2], (deep, bad_utf8), strict=True):
+                worker.sock.send_multipart([p.encoder.encode(p.Reply(client=who)),
+                                            p.encoder.encode(p.ReplyHeader(head.id)), body])
+            await asyncio.sleep(0.2)
+            worker.reply(got[2][0], got[2][1].id, pong("quality"))
+            return await asyncio.gather(*asks, return_exceptions=True)
+        finally:
+            client.close()
+            worker.close()
+
+    first, second, third = asyncio.run(scenario())
+    assert isinstance(first, Timeout) and isinstance(second, Timeout)  # dropped, not answered
+    assert isinstance(third, p.Pong)  # the reader outlived both
