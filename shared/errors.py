@@ -58,6 +58,11 @@ class Internal(ServiceError):
     code = "internal"
 
 
+class StorageError(Internal):
+    """The disk refused a write (full, read-only, failing): nothing was stored. The message
+    names the file and the reason."""
+
+
 ERRORS_BY_CODE: dict[str, type[ServiceError]] = {
     cls.code: cls for cls in (BadRequest, NotFound, Unavailable, Timeout, Internal)
 }

@@ -43,7 +43,7 @@ from store_worker.records import (
 )
 from store_worker.search import hybrid_search, supersession
 from store_worker.storage import rows, schema
-from store_worker.storage.journal import Journal
+from store_worker.storage.journal import Journal, Writer
 from store_worker.storage.row_cache import RowCache
 from store_worker.storage.rows import IDS, Terms
 
@@ -57,7 +57,7 @@ T = TypeVar("T")
 class MemoryStore:
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 1,
                  snapshot_min_rows: int = snapshot.MIN_ROWS,
-                 ann_min_rows: int = ANN_MIN_ROWS) -> None:
+                 ann_min_rows: int = ANN_MIN_ROWS, journal_write: Writer = os.write) -> None:
         self.path = Path(path)
         self.snapshot_min_rows = snapshot_min_rows
         self.ann_min_rows = ann_min_rows
@@ -69,7 +69,7 @@ class MemoryStore:
         try:
             self._con.execute("SET TimeZone = 'UTC'")
             schema.migrate(self._con)
-            self._journal = Journal(f"{self.path}.journal")
+            self._journal = Journal(f"{self.path}.journal", journal_write)
             self.replayed = self._replay_journal()
             self.catalog, self.text_index, self.vectors = self._load_indexes()
             self._con.execute("SET threads = ?", [int(threads)])
@@ -138,8 +138,13 @@ class MemoryStore:
         try:
             out = body(con)
             con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
+        except BaseException as exc:
+            try:
+                con.execute("ROLLBACK")
+            except duckdb.Error as rollback:
+                # A COMMIT that failed (a full disk) has ended the transaction already: the
+                # caller must read why it failed, not that nothing is left to roll back.
+                exc.add_note(f"then ROLLBACK: {rollback}")
             raise
         return out
 

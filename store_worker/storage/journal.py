@@ -16,16 +16,18 @@ there. Only the store worker opens this file, as it alone opens the database.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import struct
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
 import msgspec
 
+from shared.errors import StorageError
 from store_worker.records import Record
 
 log = logging.getLogger("sessiond.store.journal")
@@ -53,24 +55,35 @@ def decode(payload: bytes) -> Record:
                          metadata, [])
 
 
+Writer = Callable[[int, bytes], int]  # os.write's signature
+
+
 class Journal:
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    """The journal file of one store. ``write`` is how records reach the file (``os.write``);
+    the fault tests pass one that fails as a full disk does."""
+
+    def __init__(self, path: str | os.PathLike[str], write: Writer = os.write) -> None:
         self.path = Path(path)
+        self._write = write
         self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600)
         self.size = os.fstat(self._fd).st_size
 
     def append(self, rec: Record) -> None:
-        """Write one record and sync it to the disk: durable when this returns."""
+        """Write one record and sync it to the disk: durable when this returns. Raises
+        ``StorageError`` (the file left as it was) if the disk refuses it."""
         data = encode(rec)
         try:
-            written = os.write(self._fd, data)
+            written = self._write(self._fd, data)
             if written != len(data):  # a short write to a regular file means the disk is full
-                raise OSError(f"short write to {self.path}: {written} of {len(data)} bytes")
+                raise OSError(errno.ENOSPC, f"short write ({written} of {len(data)} bytes)")
             _sync_data(self._fd)
-        except OSError:
+        except OSError as exc:
             # Cut off whatever part got written, or a later record would sit behind a torn one.
             os.ftruncate(self._fd, self.size)
-            raise
+            reason = exc.strerror or str(exc)
+            log.error("could not append to the journal %s: %s", self.path, reason)
+            raise StorageError(f"could not write the journal {self.path}: {reason}; nothing "
+                               "was stored") from exc
         self.size += len(data)
 
     def records(self) -> Iterator[Record]:
