@@ -104,7 +104,10 @@ def to_utc(value: datetime | str, what: str = "timestamp") -> datetime:
             raise InvalidInput(f"{what} is not an ISO-8601 datetime: {value!r}") from None
     if not isinstance(value, datetime):
         raise InvalidInput(f"{what} must be a datetime or an ISO-8601 string")
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    try:
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+14:00 is a year before the calendar's first
+        raise InvalidInput(f"{what} {value.isoformat()} is out of range in UTC") from None
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -202,6 +202,9 @@ class StoreWorker(Worker):
                 since, until = timeexpr.parse(q.time_expression, tz=self.tz)
             except ValueError as exc:
                 raise BadRequest(str(exc)) from exc
+            except OverflowError as exc:  # "since 9999-12-31": its end is past the calendar's
+                raise BadRequest(f"time expression {q.time_expression!r} reaches past the "
+                                 f"dates a calendar holds ({exc})") from exc
         vector = None
         if q.query_vector is not None:
             vector = np.frombuffer(q.query_vector, dtype="<f4")

@@ -245,3 +245,31 @@ def test_missing_model_degrades_to_keyword_search(tmp_path):
         asyncio.run(scenario())
     finally:
         kill_stack_processes(home)
+
+
+def test_dates_past_the_ends_of_the_calendar_are_clear_errors(faults):
+    """A time expression or timestamp whose UTC value falls outside years 1-9999 was an
+    OverflowError, answered as an internal error (found by the hostile-input fault suite)."""
+    env, home = faults
+    edge = home / "edge-date.jsonl"
+    edge.write_text(json.dumps({
+        "id": "e" * 32, "kind": "note", "content": "a row from before the calendar",
+        "project": "p-edge", "created_at": "0001-01-01T00:00:00+14:00", "metadata": {}}) + "\n")
+
+    async def scenario():
+        async with gateway_client(env) as client:
+            before = (await call(client, "reflection_stats"))["memories"]
+            for expression in ("since 9999-12-31", "9999-12-31",
+                               "between 0001-01-01 and 9999-12-31"):
+                text = await call_error(client, "search_temporal",
+                                        {"time_expression": expression})
+                assert text.startswith("store bad_request:") and "past the dates" in text, text
+            for at in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
+                text = await call_error(client, "delete_memories",
+                                        {"project": "p-edge", "before": at})
+                assert text.startswith("store bad_request:") and "out of range" in text, text
+            text = await call_error(client, "import_memories", {"path": str(edge)})
+            assert "out of range" in text and "internal" not in text, text
+            assert (await call(client, "reflection_stats"))["memories"] == before
+
+    asyncio.run(scenario())
