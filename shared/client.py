@@ -6,6 +6,11 @@ answer (no live worker, e.g. during a restart) is retried with backoff until the
 
 One task reads every reply. If it ever stops (its socket broke), the requests waiting for a reply
 fail at once with ``ReplyLost`` and the next request opens a new socket with a new reader.
+
+Another task watches the connection: when it drops (the stack died or stopped), the requests
+waiting for a reply fail at once with ``ReplyLost`` too. Their replies can never come (a hub
+that restarts knows nothing of them), and waiting out their deadlines (ten minutes for an
+import) would only delay the retry on a new stack.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import time
 
 import zmq
 import zmq.asyncio
+from zmq.utils.monitor import parse_monitor_message
 
 from shared import protocol as p
 from shared.errors import (
@@ -48,15 +54,40 @@ class HubClient:
         self._ids = itertools.count(1)
         self._waiting: dict[int, asyncio.Future[p.ReplyBody]] = {}
         self._reader: asyncio.Task | None = None
+        self._watcher: asyncio.Task | None = None
 
     def _socket(self) -> zmq.asyncio.Socket:
         if self._sock is None or self._sock.closed or self._reader is None or self._reader.done():
-            if self._sock is not None:
-                self._sock.close(0)
+            self._close_socket()
             self._sock = dealer(self._ctx, self.endpoint)
-            self._reader = asyncio.get_running_loop().create_task(self._read(self._sock))
+            loop = asyncio.get_running_loop()
+            self._watcher = loop.create_task(self._watch(
+                self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)))
+            self._reader = loop.create_task(self._read(self._sock))
             self._reader.add_done_callback(self._reader_stopped)
         return self._sock
+
+    def _fail_waiting(self, why: str) -> None:
+        for fut in self._waiting.values():
+            if not fut.done():
+                fut.set_exception(ReplyLost(
+                    f"the connection to the hub broke ({why}); the request's outcome is unknown"))
+        self._waiting.clear()
+
+    async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
+        """Fail what waits for a reply whenever the connection to the hub drops."""
+        try:
+            while True:
+                try:
+                    event = parse_monitor_message(await monitor.recv_multipart())
+                except zmq.ZMQError:
+                    return  # the socket it watched was closed
+                if event["event"] == zmq.EVENT_DISCONNECTED and self._waiting:
+                    log.warning("the connection to the hub dropped; failing %d waiting "
+                                "request(s)", len(self._waiting))
+                    self._fail_waiting("the hub went away")
+        finally:
+            monitor.close(0)
 
     def _reader_stopped(self, task: asyncio.Task) -> None:
         """The reader ended without ``close()``: fail what waits on it (no reply can come)."""
@@ -66,11 +97,7 @@ class HubClient:
         why = "cancelled" if exc is None else f"{type(exc).__name__}: {exc}"
         log.error("the reply reader stopped (%s); failing %d waiting request(s); the next "
                   "request reconnects", why, len(self._waiting))
-        for fut in self._waiting.values():
-            if not fut.done():
-                fut.set_exception(ReplyLost(
-                    f"the connection to the hub broke ({why}); the request's outcome is unknown"))
-        self._waiting.clear()
+        self._fail_waiting(why)
 
     async def _read(self, sock: zmq.asyncio.Socket) -> None:
         while True:
@@ -144,13 +171,21 @@ class HubClient:
             raise error_from_code(reply.code, reply.message)
         return reply
 
+    def _close_socket(self) -> None:
+        if self._watcher is not None:
+            self._watcher.cancel()
+            self._watcher = None
+        if self._sock is not None:
+            if not self._sock.closed:
+                self._sock.disable_monitor()
+            self._sock.close(0)
+            self._sock = None
+
     def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
             self._reader = None
-        if self._sock is not None:
-            self._sock.close(0)
-            self._sock = None
+        self._close_socket()
         for fut in self._waiting.values():
             if not fut.done():
                 fut.cancel()

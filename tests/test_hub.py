@@ -260,3 +260,29 @@ def test_undecodable_replies_are_dropped_and_the_client_keeps_reading(hub):
     first, second, third = asyncio.run(scenario())
     assert isinstance(first, Timeout) and isinstance(second, Timeout)  # dropped, not answered
     assert isinstance(third, p.Pong)  # the reader outlived both
+
+
+def test_requests_in_flight_fail_at_once_when_the_hub_goes_away(hub):
+    """Their replies can never come once the hub is gone (a new one knows nothing of them):
+    they fail with ReplyLost when the connection drops, not at their deadlines (ten minutes
+    for an import; the fault suite saw an import wait out its client's timeout after the
+    supervisor was killed, and every gateway wait 10 s before starting a new stack)."""
+    h, eps = hub
+    worker = FakeWorker(eps, "quality")  # takes the request and never answers
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        try:
+            waiting = asyncio.ensure_future(client.request("quality", p.Ping(), timeout_s=60,
+                                                           idempotent=True))
+            assert await asyncio.to_thread(worker.receive) is not None
+            t0 = time.monotonic()
+            h.commands.put(("stop", None))  # the hub closes its sockets, as a dying one does
+            with pytest.raises(Unavailable, match="outcome is unknown"):
+                await waiting
+            return time.monotonic() - t0
+        finally:
+            client.close()
+            worker.close()
+
+    assert asyncio.run(scenario()) < 5
