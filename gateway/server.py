@@ -25,7 +25,7 @@ from gateway.stack_control import ensure_stack, hub_alive
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
-from shared.errors import ServiceError, StackError
+from shared.errors import ServiceError, StackError, Unreachable
 from shared.transport import endpoints
 
 log = logging.getLogger("sessiond.gateway")
@@ -92,9 +92,12 @@ class Gateway:
                 return await self.client.request(service, body, timeout_s=timeout_s,
                                                  idempotent=idempotent, retry_unavailable=True)
             except ServiceError as exc:
-                if attempt == 1 and exc.code in ("unavailable", "timeout") and not await hub_alive(self.client):
-                    await self._restart_stack()
-                    continue
+                if attempt == 1 and exc.code in ("unavailable", "timeout"):
+                    if not await hub_alive(self.client):
+                        await self._restart_stack()
+                        continue
+                    if isinstance(exc, Unreachable):
+                        continue  # no hub took it; one answers now (another gateway started it)
                 raise ToolError(f"{service} {exc.code}: {exc.message}") from exc
         raise AssertionError("unreachable")
 
