@@ -21,6 +21,15 @@ def allowed_roots(cfg: Config) -> list[Path]:
 
 def check_io_path(cfg: Config, raw: str, *, must_exist: bool) -> Path:
     """The resolved path, or ``BadRequest`` saying why it is refused."""
+    try:
+        return _check_io_path(cfg, raw, must_exist=must_exist)
+    except OSError as exc:  # a name too long for the file system, ...
+        raise BadRequest(f"cannot use {raw}: {exc.strerror or exc}") from exc
+    except RuntimeError as exc:  # what Path.resolve raises on a loop of symlinks
+        raise BadRequest(f"cannot use {raw}: {exc}") from exc
+
+
+def _check_io_path(cfg: Config, raw: str, *, must_exist: bool) -> Path:
     if not raw or "\x00" in raw:
         raise BadRequest("path must be a non-empty string without NUL characters")
     path = Path(os.path.expanduser(raw))
@@ -43,6 +52,13 @@ def check_export_path(cfg: Config, raw: str, *, overwrite: bool) -> Path:
     allowed places, inside the data dir (whether named directly or through a symlink), or an
     existing file when ``overwrite`` is false."""
     path = check_io_path(cfg, raw, must_exist=False)
+    try:
+        return _check_export_path(cfg, raw, path, overwrite=overwrite)
+    except OSError as exc:
+        raise BadRequest(f"cannot use {raw}: {exc.strerror or exc}") from exc
+
+
+def _check_export_path(cfg: Config, raw: str, path: Path, *, overwrite: bool) -> Path:
     named = Path(os.path.abspath(os.path.expanduser(raw)))
     data = {cfg.home_path.absolute(), cfg.home_path.resolve()}
     if any(p == d or p.is_relative_to(d) for p in (named, path) for d in data):

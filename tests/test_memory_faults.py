@@ -50,6 +50,9 @@ def test_hostile_input_is_a_clear_error_and_writes_nothing(faults):
     outside = "/etc/sessiond-export.jsonl"
     bad_utf8 = home / "bad-utf8.jsonl"
     bad_utf8.write_bytes(b'{"id": "x1", "kind": "note", "content": "\xff\xfe", "project": "q"}\n')
+    loop = out_dir(home) / "loop-a"  # a loop of symlinks
+    loop.symlink_to(out_dir(home) / "loop-b")
+    (out_dir(home) / "loop-b").symlink_to(loop)
     half_bad = home / "half-bad.jsonl"
     good = {"id": "a" * 32, "kind": "note", "content": "fine row", "project": "q", "tags": [],
             "created_at": "2026-01-01T00:00:00+00:00", "metadata": {}}
@@ -71,6 +74,13 @@ def test_hostile_input_is_a_clear_error_and_writes_nothing(faults):
                 ("import_memories", {"path": str(home / "missing.jsonl")}, "not a file"),
                 ("import_memories", {"path": str(bad_utf8)}, "UTF-8"),
                 ("import_memories", {"path": str(half_bad)}, "content"),
+                # a name longer than the file system allows (found by the fault suite)
+                ("export_memories", {"path": f"{out_dir(home)}/{'a' * 300}.jsonl"},
+                 "bad_request: cannot use"),
+                ("import_memories", {"path": str(home / ("a" * 300 + ".jsonl"))},
+                 "bad_request: cannot use"),
+                ("export_memories", {"path": str(loop)}, "bad_request: cannot use"),
+                ("import_memories", {"path": str(loop)}, "bad_request: cannot use"),
                 ("delete_memories", {}, "give ids"),
                 ("add_project_dependency", {"source_project": "a", "target_project": "a",
                                             "dependency_type": "uses"}, "itself"),
