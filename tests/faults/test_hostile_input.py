@@ -75,9 +75,10 @@ def _prepare_files(home: Path, fake_home: Path) -> list[str]:
     (out / "loop-b").symlink_to(out / "loop-a")
     (fake_home / ".bashrc").write_text("# the test's fake home\n")
     return [
-        *(str(out / n) for n in ("valid.jsonl", "edge-date.jsonl", "bad-line.jsonl", "empty.jsonl", "binary.bin",
-                                 "huge-line.jsonl", "exists.jsonl", "dir", "fifo",
-                                 "link-passwd", "link-db", "loop-a", "new.jsonl", "new2.jsonl")),
+        *(str(out / n) for n in (
+            "valid.jsonl", "edge-date.jsonl", "bad-line.jsonl", "empty.jsonl", "binary.bin",
+            "huge-line.jsonl", "exists.jsonl", "dir", "fifo", "link-passwd", "link-db", "loop-a",
+            "new.jsonl", "new2.jsonl")),
         f"{out}/../escape.jsonl", f"{out}/missing-dir/x.jsonl", f"{out}/{'a' * 300}.jsonl",
         f"{out}/a\x00b.jsonl", f"{out}/\ud800.jsonl",
         str(home / "memory.duckdb"), str(home / "memory.duckdb.journal"),

@@ -55,7 +55,8 @@ class Ledger:
     """Everything the load saw."""
 
     acked: dict[str, str] = field(default_factory=dict)  # id -> content sent
-    calls: list[tuple[float, float, str, str]] = field(default_factory=list)  # t0, t1, tool, outcome
+    # (started, ended, tool, outcome) of every call
+    calls: list[tuple[float, float, str, str]] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     restarts: list[tuple[float, float]] = field(default_factory=list)  # stack-restart windows
 

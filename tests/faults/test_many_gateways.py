@@ -25,7 +25,8 @@ async def one_gateway(env, n: int, start: asyncio.Barrier):
         pid = (await client.call_tool("ping", {})).structured_content["gateway_pid"]
         await start.wait()  # all eight connected: from here they run at once
         for i in range(WRITES_PER_GATEWAY):
-            content = f"window {n} note {i}: the cache key for tenant_{i % 7} ({secrets.token_hex(4)})"
+            content = (f"window {n} note {i}: the cache key for tenant_{i % 7} "
+                       f"({secrets.token_hex(4)})")
             result = await client.call_tool(
                 "store_reflection" if i % 2 else "store_conversation",
                 {"content": content, "project": f"window-{n % 3}"}, raise_on_error=False)
