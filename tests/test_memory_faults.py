@@ -274,6 +274,8 @@ def test_dates_past_the_ends_of_the_calendar_are_clear_errors(faults):
                 text = await call_error(client, "search_temporal",
                                         {"time_expression": expression})
                 assert text.startswith("store bad_request:") and "past the dates" in text, text
+            await call(client, "permissions", {"action": "trust", "operation": "delete_memories",
+                                               "ttl_minutes": 5})
             for at in ("0001-01-01T00:00:00+14:00", "9999-12-31T23:59:59-14:00"):
                 text = await call_error(client, "delete_memories",
                                         {"project": "p-edge", "before": at})
