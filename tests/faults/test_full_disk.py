@@ -170,7 +170,7 @@ def test_a_full_disk_fails_writes_clearly_and_loses_nothing(small_disk, tmp_path
             resume_s = time.monotonic() - t0
             after = await store(client, "stored after the disk had room again")
             found = await call(client, "get_memory", {"ids": list(acked)})
-            status = await call(client, "status")
+            status = (await call(client, "status"))["stack"]
         return (append_error, append_error_s, flush_error, stats, after, found, status,
                 resume_s)
 

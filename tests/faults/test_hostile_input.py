@@ -187,7 +187,7 @@ def _run(run: Run, paths: list[str], tmp_path: Path, t_start: float) -> None:
         assert text and text.strip() and not SERVICE_FAILURE.match(text), (params, reply)
         protocol.append(text)
 
-    after = run.sync(client.tool("status"))
+    after = run.sync(client.tool("status"))["stack"]
     found = run.sync(client.tool("get_memory", {"ids": list(canaries)}))
     assert {m["id"]: m["content"] for m in found["memories"]} == canaries
     assert [(w["name"], w["pid"], w["restarts"]) for w in after["workers"]] == \
@@ -222,7 +222,7 @@ def _hostile_calls(run: Run, name: str, arguments):
 def _wait_ready(run: Run) -> dict[str, Any]:
     deadline = time.monotonic() + 30
     while True:
-        status = run.sync(run.client.tool("status"))
+        status = run.sync(run.client.tool("status"))["stack"]
         if all(w["state"] == "ready" for w in status["workers"]):
             return status
         assert time.monotonic() < deadline, status["workers"]

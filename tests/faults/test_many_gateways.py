@@ -60,7 +60,7 @@ def test_eight_gateways_at_once_lose_nothing_and_never_lock(tmp_path):
                     found.update((m["id"], m["content"])
                                  for m in got.structured_content["memories"])
                 stats = (await checker.call_tool("reflection_stats", {})).structured_content
-                after = (await checker.call_tool("status", {})).structured_content
+                after = (await checker.call_tool("status", {})).structured_content["stack"]
             return before, after, results, acked, found, stats
 
         before, after, results, acked, found, stats = asyncio.run(scenario())
