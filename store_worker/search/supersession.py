@@ -143,11 +143,14 @@ def links(cat, pairs: list[tuple[int, int, float]], text_of) -> list[Link]:
     """The candidate pairs with enough evidence, oriented newer -> older; ``text_of(row)`` gives
     a row's content (for the change cue of the newer one)."""
     out: dict[tuple[int, int], Link] = {}
+    cue: dict[int, bool] = {}  # each newer memory's text is scanned once, whatever its pairs
     for a, b, cos in pairs:
         ta, tb = int(cat.created_us[a]), int(cat.created_us[b])
         if ta == tb:
             continue
         newer, older = (a, b) if ta > tb else (b, a)
-        if change_cue(text_of(newer)):
+        if newer not in cue:
+            cue[newer] = change_cue(text_of(newer))
+        if cue[newer]:
             out[(newer, older)] = Link(newer, older, round(cos, 4))
     return list(out.values())
