@@ -29,17 +29,25 @@ def check_io_path(cfg: Config, raw: str, *, must_exist: bool) -> Path:
         raise BadRequest(f"cannot use {raw}: {exc}") from exc
 
 
-def _check_io_path(cfg: Config, raw: str, *, must_exist: bool) -> Path:
+def _resolve_allowed(cfg: Config, raw: str, what: str) -> Path:
+    """``raw`` resolved (``~``, ``..``, symlinks), or ``BadRequest`` when it is empty, holds a
+    NUL, is relative or lies outside the allowed roots (checked before anything else about the
+    path is revealed)."""
     if not raw or "\x00" in raw:
-        raise BadRequest("path must be a non-empty string without NUL characters")
+        raise BadRequest(f"{what} must be a non-empty path without NUL characters")
     path = Path(os.path.expanduser(raw))
     if not path.is_absolute():
-        raise BadRequest(f"path must be absolute (got {raw!r})")
+        raise BadRequest(f"{what} must be an absolute path (got {raw!r})")
     resolved = path.resolve()
     roots = allowed_roots(cfg)
     if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
         raise BadRequest(f"{raw} is outside the allowed places ({', '.join(map(str, roots))}); "
                          "set SESSIOND_IO_ROOTS to allow more")
+    return resolved
+
+
+def _check_io_path(cfg: Config, raw: str, *, must_exist: bool) -> Path:
+    resolved = _resolve_allowed(cfg, raw, "path")
     if must_exist and not resolved.is_file():
         raise BadRequest(f"{raw} is not a file")
     if not must_exist and resolved.is_dir():
@@ -74,16 +82,7 @@ def check_project_dir(cfg: Config, raw: str) -> Path:
     """A project directory the quality worker may look into (resolved), or ``BadRequest``
     saying why not: not absolute, outside the allowed places (checked before anything about the
     path is revealed), missing, a file, or unreadable."""
-    if not raw or "\x00" in raw:
-        raise BadRequest("the project directory must be a non-empty path without NUL characters")
-    path = Path(os.path.expanduser(raw))
-    if not path.is_absolute():
-        raise BadRequest(f"the project directory must be an absolute path (got {raw!r})")
-    resolved = path.resolve()
-    roots = allowed_roots(cfg)
-    if not any(resolved == r or resolved.is_relative_to(r) for r in roots):
-        raise BadRequest(f"{raw} is outside the allowed places ({', '.join(map(str, roots))}); "
-                         "set SESSIOND_IO_ROOTS to allow more")
+    resolved = _resolve_allowed(cfg, raw, "the project directory")
     if not resolved.exists():
         raise BadRequest(f"{raw} does not exist")
     if not resolved.is_dir():

@@ -161,6 +161,19 @@ async def call_error(client, tool: str, args: dict | None = None) -> str:
     return "\n".join(getattr(c, "text", "") for c in result.content)
 
 
+async def wait_embedded(client, timeout: float = 60) -> dict:
+    """Wait until the store has every memory's vectors (whole and chunks); its stats then."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while True:
+        stats = await call(client, "reflection_stats")
+        if stats["pending_embeddings"] == 0:
+            return stats
+        assert time.monotonic() < deadline, f"still pending: {stats}"
+        await asyncio.sleep(0.1)
+
+
 async def wait_all_ready(client, timeout: float = 20) -> dict:
     import asyncio
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,6 +12,7 @@ from conftest import (
     call_error,
     gateway_client,
     private_stack,
+    wait_embedded,
 )
 
 
@@ -21,16 +21,6 @@ def mem():
     """One stack for the module; each test uses its own project names."""
     with private_stack() as env_home:
         yield env_home
-
-
-async def wait_embedded(client, timeout: float = 60) -> dict:
-    deadline = time.monotonic() + timeout
-    while True:
-        stats = await call(client, "reflection_stats")
-        if stats["pending_embeddings"] == 0:
-            return stats
-        assert time.monotonic() < deadline, f"still pending: {stats}"
-        await asyncio.sleep(0.1)
 
 
 def ids_of(result: dict) -> list[str]:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from conftest import call, call_error, gateway_client, private_stack
+from conftest import call, call_error, gateway_client, private_stack, wait_embedded
 
 ZONE = "Pacific/Kiritimati"  # UTC+14 all year: its "today" is rarely UTC's
 
@@ -18,13 +18,6 @@ ZONE = "Pacific/Kiritimati"  # UTC+14 all year: its "today" is rarely UTC's
 def mem():
     with private_stack(SESSIOND_TIMEZONE=ZONE) as env_home:
         yield env_home
-
-
-async def wait_embedded(client, timeout: float = 60) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while (await call(client, "reflection_stats"))["pending_embeddings"]:
-        assert asyncio.get_running_loop().time() < deadline, "embeddings still pending"
-        await asyncio.sleep(0.1)
 
 
 def _import(home, name: str, rows: list[dict]) -> str:
