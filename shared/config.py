@@ -75,6 +75,15 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     checkpoint_include_untracked: bool = False
     checkpoint_commit_timeout_s: float = 30.0  # staging and the commit with its hooks
     quality_threshold: float = 10.0
+    # Automatic capture (sessiond.hooks, shared.privacy): the session-start hook's context
+    # budget in tokens (~4 characters each; 0: print nothing); whether the Stop hook imports
+    # the transcript's new turns (the PreCompact and SessionEnd hooks always do); project
+    # directories never captured (os.pathsep-separated; a .sessiond-ignore file in a project
+    # does the same); lines never stored (shell-style patterns, one a line; a TOML list too).
+    hook_context_tokens: int = 1500
+    capture_on_stop: bool = True
+    capture_exclude: str = ""
+    private_patterns: str = ""
 
     # ------------------------------------------------------------- paths
     @property
@@ -135,6 +144,8 @@ def load_config(environ: dict[str, str] | None = None, *, create_dirs: bool = Tr
             raise ConfigError(f"cannot read config file {file_path}: {exc}") from exc
     values.update(env)
     values["home"] = str(home)
+    if isinstance(values.get("private_patterns"), list):  # TOML: a list of patterns
+        values["private_patterns"] = "\n".join(map(str, values["private_patterns"]))
     try:
         cfg = msgspec.convert(values, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -162,6 +173,12 @@ def _validate(cfg: Config) -> None:
         raise ConfigError("checkpoint_commit_timeout_s must be 1..300 seconds")
     if not 0 < cfg.quality_threshold <= 100:
         raise ConfigError("quality_threshold must be more than 0 and at most 100 (points)")
+    if not 0 <= cfg.hook_context_tokens <= 20_000:
+        raise ConfigError("hook_context_tokens must be 0..20000")
+    from shared.privacy import check_patterns
+
+    if (why := check_patterns(cfg.private_patterns)) is not None:
+        raise ConfigError(why)
     if cfg.timezone:
         try:
             zone_of(cfg.timezone)

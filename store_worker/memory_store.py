@@ -25,6 +25,7 @@ from typing import Any, Self, TypeVar
 import duckdb
 import numpy as np
 
+from shared.privacy import Privacy
 from store_worker import dependencies, embeddings, store_stats
 from store_worker.indexes import snapshot
 from store_worker.indexes.accelerated_index import ANN_MIN_ROWS
@@ -37,9 +38,11 @@ from store_worker.records import (
     check_project,
     epoch_us,
     make_record,
+    public_items,
     records_from_items,
     str_list,
     to_utc,
+    without_private,
 )
 from store_worker.search import hybrid_search, supersession
 from store_worker.storage import rows, schema
@@ -57,8 +60,10 @@ T = TypeVar("T")
 class MemoryStore:
     def __init__(self, path: str | os.PathLike[str], *, threads: int = 1,
                  snapshot_min_rows: int = snapshot.MIN_ROWS,
-                 ann_min_rows: int = ANN_MIN_ROWS, journal_write: Writer = os.write) -> None:
+                 ann_min_rows: int = ANN_MIN_ROWS, journal_write: Writer = os.write,
+                 privacy: Privacy | None = None) -> None:
         self.path = Path(path)
+        self.privacy = privacy or Privacy(None)  # what new memories never hold
         self.snapshot_min_rows = snapshot_min_rows
         self.ann_min_rows = ann_min_rows
         self._unflushed: dict[str, tuple[Record, Terms]] = {}  # journaled, not yet in the table
@@ -81,8 +86,9 @@ class MemoryStore:
             raise
 
     @classmethod
-    def open(cls, path: str | os.PathLike[str], *, threads: int = 1) -> MemoryStore:
-        return cls(path, threads=threads)
+    def open(cls, path: str | os.PathLike[str], *, threads: int = 1,
+             privacy: Privacy | None = None) -> MemoryStore:
+        return cls(path, threads=threads, privacy=privacy)
 
     def _load_indexes(self) -> tuple:
         """From the snapshot of the last clean close if nothing changed since (the journal
@@ -172,10 +178,11 @@ class MemoryStore:
         metadata: Mapping[str, Any] | None = None,
         created_at: datetime | str | None = None,
     ) -> AddResult:
-        """Validate, redact, dedup (same redacted content in the same project: the stored id comes
-        back with ``duplicate`` true), then append to the journal and sync: durable (and
+        """Drop private parts, validate, redact, dedup (same redacted content in the same
+        project: the stored id comes back with ``duplicate`` true), then append to the journal and sync: durable (and
         searchable by keywords) when this returns; the table gets the row at the next
         ``flush``. Raises ``InvalidInput``."""
+        content = without_private(content, self.privacy)
         rec = make_record(kind, content, project, tags, session_id, metadata, created_at)
         existing = self._stored_id(rec)
         if existing is not None:
@@ -270,7 +277,7 @@ class MemoryStore:
     def add_many(self, items: Iterable[Mapping[str, Any]]) -> list[AddResult]:
         """``add`` for many items (mappings of ``add``'s arguments) in one transaction; nothing is
         written if any item is invalid. Results are in item order."""
-        recs = records_from_items(items, importing=False)
+        recs = records_from_items(public_items(items, self.privacy), importing=False)
         done = self._add_batch(recs, set())
         return [AddResult(i, dup, r.redacted) for (i, dup), r in zip(done, recs, strict=True)]
 

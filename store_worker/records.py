@@ -25,6 +25,7 @@ from shared.limits import (
     MAX_TAG_LEN,
     MAX_TAGS,
 )
+from shared.privacy import Privacy
 from store_worker.indexes import chunks
 from store_worker.redact import redact
 from store_worker.search.mentions import files_mentioned, is_error
@@ -193,6 +194,31 @@ def _redact_json(value: Any, kinds: list[str]) -> Any:
     if isinstance(value, list):
         return [_redact_json(v, kinds) for v in value]
     return value
+
+
+def without_private(content: Any, privacy: Privacy) -> Any:
+    """``content`` without its private parts (``shared.privacy``); ``InvalidInput`` when
+    nothing else was in it. Anything but a string is left for ``check_content`` to refuse."""
+    if not isinstance(content, str):
+        return content
+    public = privacy.filter(content)
+    if public is not content and content.strip() and not public.strip():
+        raise InvalidInput("content held only private parts (<private>...</private> or lines "
+                           "matching private_patterns); nothing was stored")
+    return public
+
+
+def public_items(items: Iterable[Any], privacy: Privacy) -> list[Any]:
+    """``items`` (mappings of ``add``'s arguments) with their content ``without_private``."""
+    out = []
+    for n, item in enumerate(items):
+        if isinstance(item, Mapping) and isinstance(item.get("content"), str):
+            try:
+                item = {**item, "content": without_private(item["content"], privacy)}
+            except InvalidInput as exc:
+                raise InvalidInput(f"item {n}: {exc}") from None
+        out.append(item)
+    return out
 
 
 def check_metadata(metadata: Any, kinds: list[str]) -> str:

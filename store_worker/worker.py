@@ -22,6 +22,7 @@ from shared import protocol as p
 from shared.config import zone_of
 from shared.errors import BadRequest, Internal, ServiceError, SessiondError
 from shared.paths import check_export_path, check_io_path
+from shared.privacy import Privacy
 from shared.transport import endpoints
 from shared.worker import Delivery, Worker
 from store_worker import bulk_io, permissions_store, sessions_store
@@ -52,7 +53,8 @@ class StoreWorker(Worker):
 
     def setup(self) -> None:
         try:
-            self.store = MemoryStore.open(self.cfg.db_path)
+            self.store = MemoryStore.open(self.cfg.db_path,
+                                          privacy=Privacy.from_config(self.cfg))
         except (duckdb.Error, OSError) as exc:
             raise SessiondError(f"cannot open {self.cfg.db_path}: {exc}") from exc
         log.info("opened %s: %d memories", self.cfg.db_path, self.store.count)
