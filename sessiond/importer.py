@@ -10,7 +10,10 @@ whichever format it holds.
 re-importing adds nothing) or Claude Code transcripts (a file, or a directory searched
 recursively). Transcript turns (see ``sessiond.transcripts``) go to the store in batches of
 ``BATCH_TURNS``, one transaction each; the store skips content already stored in the project,
-so a second run adds only new turns. Only the summary line goes to stdout; progress (a bar when
+so a second run adds only new turns. Private parts never leave this process
+(``shared.privacy``), and a transcript recorded in a project that opted out of capture
+(``.sessiond-ignore``, ``capture_exclude``) is skipped with a warning. Only the summary line
+goes to stdout; progress (a bar when
 stderr is a terminal), warnings and errors go to stderr.
 """
 
@@ -30,6 +33,7 @@ from sessiond.transcripts import (
     Turn,
     display,
     find_transcripts,
+    first_cwd,
     is_export_file,
     read_turns,
 )
@@ -40,6 +44,7 @@ from shared.errors import BadRequest, ServiceError, SessiondError, StackError
 from shared.exitcodes import ExitCode
 from shared.limits import MAX_PROJECT_LEN
 from shared.paths import allowed_roots, check_export_path
+from shared.privacy import Privacy, ignored
 from shared.transport import endpoints
 
 BATCH_TURNS = 500
@@ -163,12 +168,24 @@ async def _import(cfg: Config, client: HubClient, path: Path, project: str | Non
         files = [f for f in files if f not in exports]
     if not files:
         raise Failed(f"no *.jsonl transcripts under {path}")
+    files = [f for f in files if _captured(cfg, f)]
+    if not files:
+        return "files: 0 (capture is off for every project they belong to)"
     await ensure_stack(cfg, client)
-    tally = await _import_transcripts(client, files, project)
+    tally = await _import_transcripts(client, files, project, Privacy.from_config(cfg))
     if tally.turns == 0 and tally.lines and tally.lines == tally.malformed:
         raise Failed(f"{path}: not a Claude Code transcript or a sessiond export "
                      f"(no line is a JSON object)")
     return tally.summary()
+
+
+def _captured(cfg: Config, f: Path) -> bool:
+    """Whether the project a transcript was recorded in allows capture (``shared.privacy``)."""
+    cwd = first_cwd(f)
+    why = ignored(cfg, cwd) if cwd else None
+    if why is not None:
+        _warn(f"sessiond: skipping {display(f)}: capture is off for its project ({why})")
+    return why is None
 
 
 @dataclass
@@ -204,9 +221,9 @@ class Tally:
             self.present += 1
 
 
-async def _import_transcripts(client: HubClient, files: list[Path],
-                              project: str | None) -> Tally:
-    run = _TranscriptImport(client, files, project)
+async def _import_transcripts(client: HubClient, files: list[Path], project: str | None,
+                              privacy: Privacy) -> Tally:
+    run = _TranscriptImport(client, files, project, privacy)
     try:
         await run.read_and_send()
     except ServiceError as exc:
@@ -219,8 +236,10 @@ async def _import_transcripts(client: HubClient, files: list[Path],
 class _TranscriptImport:
     """Reads the files in order and keeps one batch at the store while it reads the next."""
 
-    def __init__(self, client: HubClient, files: list[Path], project: str | None) -> None:
+    def __init__(self, client: HubClient, files: list[Path], project: str | None,
+                 privacy: Privacy) -> None:
         self.client = client
+        self.privacy = privacy
         self.files = files
         self.project = project
         self.tally = Tally(files=len(files))
@@ -235,7 +254,8 @@ class _TranscriptImport:
         for f in self.files:
             stats = FileStats()
             try:
-                for turn in read_turns(f, self.project, progress=self.bar.update, stats=stats):
+                for turn in read_turns(f, self.project, progress=self.bar.update, stats=stats,
+                                       privacy=self.privacy):
                     batch.append(turn)
                     size += len(turn.content)
                     if len(batch) >= BATCH_TURNS or size >= BATCH_BYTES:

@@ -29,6 +29,7 @@ from shared.limits import (
     MAX_PROJECT_LEN,
     MAX_SESSION_ID_LEN,
 )
+from shared.privacy import Privacy
 
 ROLES = ("user", "assistant")
 SOURCE = "claude-code"
@@ -58,6 +59,7 @@ class FileStats:
     lines: int = 0
     turns: int = 0
     malformed: int = 0
+    end: int = 0  # the byte offset after the last line read
     # (line number, reason) of the first few malformed lines, for the warning
     examples: list[tuple[int, str]] = field(default_factory=list)
 
@@ -78,6 +80,24 @@ def first_object(path: Path) -> dict[str, Any] | None:
                     value = json.loads(raw)
                     return value if isinstance(value, dict) else None
     except (OSError, ValueError):
+        return None
+    return None
+
+
+def first_cwd(path: Path, lines: int = 50) -> str | None:
+    """The ``cwd`` of the first of the first ``lines`` lines that has one (the directory
+    Claude Code ran in), or None."""
+    try:
+        with open(path, "rb") as f:
+            for _, raw in zip(range(lines), f, strict=False):
+                try:
+                    value = json.loads(raw)
+                except (ValueError, RecursionError):
+                    continue
+                cwd = value.get("cwd") if isinstance(value, dict) else None
+                if isinstance(cwd, str) and cwd.strip():
+                    return cwd
+    except OSError:
         return None
     return None
 
@@ -196,14 +216,23 @@ class ProjectNamer:
 
 def read_turns(path: Path, project: str | None = None, *,
                progress: Callable[[int], None] | None = None,
-               stats: FileStats | None = None) -> Iterator[Turn]:
-    """Yield the kept turns of one transcript, in file order. ``progress`` gets the byte count
-    of each line read; ``stats`` counts lines, turns and malformed lines."""
+               stats: FileStats | None = None, start: int = 0, whole_lines: bool = False,
+               privacy: Privacy | None = None) -> Iterator[Turn]:
+    """Yield the kept turns of one transcript, in file order, from byte ``start``.
+    ``progress`` gets the byte count of each line read; ``stats`` counts lines, turns and
+    malformed lines, and ``stats.end`` is the offset after the last line read. With
+    ``whole_lines`` a last line without its newline (still being written) is left unread.
+    ``privacy`` drops the private parts of each turn's text (a turn left empty is not kept)."""
     stats = stats if stats is not None else FileStats()
     namer = ProjectNamer(path, project)
     name = clean_text(path.name)
     with open(path, "rb") as f:
+        f.seek(start)
+        stats.end = start
         for n, raw in enumerate(f, 1):
+            if whole_lines and not raw.endswith(b"\n"):
+                break
+            stats.end += len(raw)
             if progress is not None:
                 progress(len(raw))
             if not raw.strip():
@@ -218,7 +247,7 @@ def read_turns(path: Path, project: str | None = None, *,
                 _malformed(stats, n, "not a JSON object")
                 continue
             namer.see(line.get("cwd"))
-            turn = _turn(line, namer, name)
+            turn = _turn(line, namer, name, privacy)
             if turn is not None:
                 stats.turns += 1
                 yield turn
@@ -230,13 +259,16 @@ def _malformed(stats: FileStats, n: int, reason: str) -> None:
         stats.examples.append((n, reason))
 
 
-def _turn(line: dict[str, Any], namer: ProjectNamer, file_name: str) -> Turn | None:
+def _turn(line: dict[str, Any], namer: ProjectNamer, file_name: str,
+          privacy: Privacy | None = None) -> Turn | None:
     kind = line.get("type")
     message = line.get("message")
     if kind not in ROLES or not isinstance(message, dict) or line.get("isMeta") is True:
         return None
     role = message.get("role") if message.get("role") in ROLES else kind
     text = clean_text(message_text(message.get("content"))).strip()
+    if privacy is not None and text:
+        text = privacy.filter(text).strip()
     if not text or (role == "user" and _NOISE.match(text)):
         return None
     prefix = f"{role}: "
