@@ -188,7 +188,11 @@ class Handoff:
 def latest(cfg: Config, root: str, project: str) -> Handoff | None:
     """The newest handoff of the project at ``root``, or None. An unreadable file is skipped
     for the next newest."""
-    folder = project_dir(cfg, root, project)
+    return latest_in(project_dir(cfg, root, project))
+
+
+def latest_in(folder: Path) -> Handoff | None:
+    """The newest readable handoff in one project's handoff directory, or None."""
     try:
         names = sorted((e.name for e in os.scandir(folder)
                         if e.name.endswith(".md") and not e.name.startswith(".")), reverse=True)
@@ -206,6 +210,24 @@ def latest(cfg: Config, root: str, project: str) -> Handoff | None:
                        content=text[:MAX_CONTENT_CHARS],
                        truncated=len(text) > MAX_CONTENT_CHARS or len(raw) > MAX_READ_BYTES)
     return None
+
+
+def project_folders(cfg: Config) -> dict[str, str]:
+    """Every project's handoff directory name -> its newest handoff's file name."""
+    out = {}
+    try:
+        folders = [e for e in os.scandir(cfg.handoff_dir) if e.is_dir(follow_symlinks=False)]
+    except OSError:
+        return out
+    for folder in folders:
+        try:
+            names = [e.name for e in os.scandir(folder.path)
+                     if e.name.endswith(".md") and not e.name.startswith(".")]
+        except OSError:
+            continue
+        if names:
+            out[folder.name] = max(names)
+    return out
 
 
 def _section(text: str, title: str) -> str:

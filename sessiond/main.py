@@ -45,11 +45,29 @@ def _parser() -> argparse.ArgumentParser:
     exp.add_argument("--project", help="only this project's memories")
     exp.add_argument("--overwrite", action="store_true",
                      help="replace PATH if it exists (it is never replaced otherwise)")
+    hook = sub.add_parser("hook", help="what Claude Code runs at a hook event (JSON on stdin; "
+                          "always exits 0)")
+    hook.add_argument("event", choices=("session-start", "pre-compact", "session-end", "stop"))
+    for name, what in (("install", ("register sessiond with Claude Code: the MCP server and "
+                                    "its hooks")),
+                       ("uninstall", "remove exactly what install added")):
+        cmd = sub.add_parser(name, help=what)
+        cmd.add_argument("--scope", choices=("user", "project"), default="user",
+                         help="user: ~/.claude (every project); project: this directory's "
+                         ".claude/settings.json and .mcp.json")
+        cmd.add_argument("--project-dir", help="the project for --scope project (default: "
+                         "this directory)")
+        cmd.add_argument("--dry-run", action="store_true", help="say what would change; "
+                         "change nothing")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "hook":  # never fails the user's session, not even on a bad config
+        from sessiond.hooks import run_hook
+
+        return run_hook(args.event)
     try:
         cfg = load_config()
     except ConfigError as exc:
@@ -85,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
             from sessiond.importer import run_export
 
             return run_export(cfg, args.path, args.project, overwrite=args.overwrite)
+        case "install" | "uninstall":
+            from sessiond.install import run_install
+
+            return run_install(cfg, args.command, args.scope, args.project_dir,
+                               dry_run=args.dry_run)
     return ExitCode.USAGE
 
 
