@@ -148,11 +148,21 @@ def build_server(cfg: Config) -> FastMCP:
     # connections (gateway.consent).
     mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan,
                   middleware=[AskUserMiddleware()])
-    from gateway import memory_tools, permission_tools, search_tools, session_tools, system_tools
+    from gateway import (
+        memory_tools,
+        permission_tools,
+        prompts,
+        resources,
+        search_tools,
+        session_tools,
+        system_tools,
+    )
 
     system_tools.register(mcp, gateway)
     session_tools.register(mcp, gateway)
     memory_tools.register(mcp, gateway)
     search_tools.register(mcp, gateway)
     permission_tools.register(mcp, gateway)
+    prompts.register(mcp, gateway)
+    resources.register(mcp, gateway)
     return mcp
