@@ -332,3 +332,22 @@ def test_sessiond_import_skips_opted_out_projects_and_private_parts(sd):
     assert [m.content for m in project_memories(sd_env, "imported")] == [
         "user: Use the staging DB  for tests"]
     assert project_memories(sd_env, "shop-imported") == []
+
+
+def test_hook_processes_import_nothing_heavy(sd):
+    """A hook starts once per event: it must not load fastmcp, the model or DuckDB."""
+    sd_env, _ = sd
+    user_home, project = new_project("light")
+    transcript = claude_home(user_home, project)
+    heavy = {"fastmcp", "mcp", "onnxruntime", "tokenizers", "duckdb", "numpy", "pydantic"}
+    for event in ("session-start", "pre-compact"):
+        done = subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "sessiond", "hook", event],
+            input=json.dumps(hook_input(event, project, transcript)).encode(),
+            env={**sd_env, "HOME": str(user_home), "CLAUDE_PROJECT_DIR": str(project)},
+            cwd=project, capture_output=True, timeout=60, check=False)
+        assert done.returncode == 0
+        loaded = {line.split("|")[-1].strip().split(".")[0]
+                  for line in done.stderr.decode().splitlines() if line.startswith("import time:")}
+        assert "sessiond" in loaded and not loaded & heavy, loaded & heavy
+    assert len(project_memories(sd_env, "light")) == len(STORED_FIRST)
