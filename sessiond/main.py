@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import json
 import logging
@@ -14,10 +13,15 @@ from shared.config import load_config
 from shared.errors import ConfigError, StackError
 from shared.exitcodes import ExitCode
 from shared.logs import setup_logging
-from shared.version import VERSION
+
+HOOK_EVENTS = ("session-start", "pre-compact", "session-end", "stop")
 
 
-def _parser() -> argparse.ArgumentParser:
+def _parser():
+    import argparse  # here: a hook command starts without it (see main)
+
+    from shared.version import VERSION
+
     parser = argparse.ArgumentParser(prog="sessiond", description=(
         "Session management and memory for coding assistants, over MCP."))
     parser.add_argument("--version", action="version", version=f"sessiond {VERSION}")
@@ -47,7 +51,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="replace PATH if it exists (it is never replaced otherwise)")
     hook = sub.add_parser("hook", help="what Claude Code runs at a hook event (JSON on stdin; "
                           "always exits 0)")
-    hook.add_argument("event", choices=("session-start", "pre-compact", "session-end", "stop"))
+    hook.add_argument("event", choices=HOOK_EVENTS)
     for name, what in (("install", ("register sessiond with Claude Code: the MCP server and "
                                     "its hooks")),
                        ("uninstall", "remove exactly what install added")):
@@ -63,11 +67,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    if args.command == "hook":  # never fails the user's session, not even on a bad config
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 2 and argv[0] == "hook" and argv[1] in HOOK_EVENTS:
+        # Claude Code starts one per hook event: no argument parser, no package metadata; and
+        # it never fails the user's session, not even on a bad config.
         from sessiond.hooks import run_hook
 
-        return run_hook(args.event)
+        return run_hook(argv[1])
+    args = _parser().parse_args(argv)
     try:
         cfg = load_config()
     except ConfigError as exc:
