@@ -20,6 +20,8 @@ private parts dropped (``shared.privacy``); the store drops them again and redac
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -27,14 +29,12 @@ import os
 import time
 from pathlib import Path
 
-from filelock import FileLock
-
-from sessiond.hooks import HookInput
+from sessiond.hooks import HookInput, stack_pid_runs
 from sessiond.transcripts import FileStats, Turn, read_turns
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config, make_private_dir
-from shared.errors import BadRequest
+from shared.errors import BadRequest, Unreachable
 from shared.paths import check_io_path
 from shared.privacy import Privacy
 from shared.transport import endpoints
@@ -82,8 +82,27 @@ class Cursor:
         make_private_dir(folder)
         name = hashlib.sha256(str(path).encode("utf-8", "surrogateescape")).hexdigest()[:32]
         self.file = folder / f"{name}.json"
-        self.lock = FileLock(str(folder / f"{name}.lock"))
+        self.lock_file = folder / f"{name}.lock"
         self.path = path
+
+    @contextlib.contextmanager
+    def locked(self, timeout_s: float = LOCK_TIMEOUT_S):
+        """Hold the file's lock (another hook reading the same transcript waits)."""
+        with open(self.lock_file, "a") as f:
+            deadline = time.monotonic() + timeout_s
+            while True:
+                try:
+                    fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise TimeoutError(f"{self.path} is being read by another hook for "
+                                           f"over {timeout_s:.0f} s") from None
+                    time.sleep(0.05)
+            try:
+                yield
+            finally:
+                fcntl.flock(f, fcntl.LOCK_UN)
 
     def offset(self, st: os.stat_result) -> int:
         try:
@@ -110,7 +129,7 @@ async def _capture(cfg: Config, hook: HookInput, files: list[Path], project: str
     try:
         for path in files:
             cursor = Cursor(cfg, path)
-            with cursor.lock.acquire(timeout=LOCK_TIMEOUT_S):
+            with cursor.locked():
                 t0 = time.perf_counter()
                 st = path.stat()
                 stats = FileStats()
@@ -119,12 +138,14 @@ async def _capture(cfg: Config, hook: HookInput, files: list[Path], project: str
                 tally["malformed"] += stats.malformed
                 t1 = time.perf_counter()
                 if turns:
-                    if not ready:
-                        from gateway.stack_control import ensure_stack
-
-                        await ensure_stack(cfg, client)  # the hub, not the embedding model
-                        ready = True
-                    await _store(client, turns, hook.session_id, tally)
+                    if not ready and not stack_pid_runs(cfg):
+                        await _ensure_stack(cfg, client)
+                    ready = True
+                    try:
+                        await _store(client, turns, hook.session_id, tally)
+                    except Unreachable:  # a stack still starting, or one that just went away
+                        await _ensure_stack(cfg, client)
+                        await _store(client, turns, hook.session_id, tally)
                 cursor.save(st, stats.end)
                 reading += t1 - t0
                 storing += time.perf_counter() - t1
@@ -134,6 +155,13 @@ async def _capture(cfg: Config, hook: HookInput, files: list[Path], project: str
             f"already present {tally['present']}, refused {tally['refused']}, "
             f"malformed lines {tally['malformed']}; reading {reading * 1000:.0f} ms, storing "
             f"{storing * 1000:.0f} ms")
+
+
+async def _ensure_stack(cfg: Config, client: HubClient) -> None:
+    """Start a stack if none runs; wait for its hub (not for the embedding model)."""
+    from gateway.stack_control import ensure_stack  # psutil: only when it is needed
+
+    await ensure_stack(cfg, client)
 
 
 def _item(turn: Turn, session_id: str) -> p.Remember:
@@ -163,12 +191,12 @@ async def _store(client: HubClient, turns: list[Turn], session_id: str,
                  tally: dict[str, int]) -> None:
     for batch in _batches(turns):
         items = [_item(t, session_id) for t in batch]
-        tally["turns"] += len(items)
         try:
             reply = await _send(client, p.RememberMany(items=items))
             results: list[p.Stored | None] = list(reply.results)
         except BadRequest:  # one refused turn refuses the batch: store the others
             results = [await _one(client, item) for item in items]
+        tally["turns"] += len(items)
         for stored in results:
             key = "refused" if stored is None else "present" if stored.duplicate else "added"
             tally[key] += 1

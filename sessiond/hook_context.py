@@ -13,14 +13,13 @@ does not wait for it, let alone for the model) and prints what the files hold.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway import handoff
-from sessiond.hooks import HookInput
+from sessiond.hooks import HookInput, stack_pid_runs
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
@@ -69,7 +68,7 @@ def session_start(cfg: Config, hook: HookInput) -> str:
 def _stack_running(cfg: Config) -> bool:
     """Whether a stack serves the data dir; if none does, start one without waiting for it
     (unless another process is starting one: it holds the spawn lock)."""
-    if _stack_pid_runs(cfg):
+    if stack_pid_runs(cfg):
         return True
     from filelock import FileLock
     from filelock import Timeout as LockTimeout
@@ -90,21 +89,6 @@ def _stack_running(cfg: Config) -> bool:
     finally:
         lock.release()
     return False
-
-
-def _stack_pid_runs(cfg: Config) -> bool:
-    """``gateway.stack_control.stack_process``'s answer where ``/proc`` gives it without
-    psutil (20 ms of the hook's start): the pid of ``run/stack.json`` runs ``sessiond stack``.
-    False when unsure: the caller asks psutil then."""
-    try:
-        pid = int(json.loads((cfg.run_dir / "stack.json").read_text(encoding="utf-8"))["pid"])
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            args = f.read().split(b"\0")
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            state = f.read().rsplit(b")", 1)[1].split()[0]
-    except (OSError, ValueError, KeyError, TypeError, IndexError):
-        return False
-    return b"stack" in args and state != b"Z"
 
 
 async def _ask_memory(cfg: Config, ctx: Context, session_id: str) -> None:

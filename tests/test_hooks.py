@@ -279,8 +279,8 @@ def test_hooks_never_fail_the_session(sd):
 
 
 def test_hooks_start_a_stack_without_waiting_for_it():
-    """No stack running: session-start starts one and prints the handoff at once; the next
-    importing hook finds it (or waits for its hub only) and stores."""
+    """No stack running: session-start starts one and prints the handoff at once, without
+    waiting for it; an importing hook starts one and waits for its hub (not for the model)."""
     base = Path(tempfile.mkdtemp(prefix="sd-"))
     user_home, project = new_project("cold")
     from conftest import base_env
@@ -303,7 +303,10 @@ def test_hooks_start_a_stack_without_waiting_for_it():
         assert done.returncode == 0, done.stderr
         assert "- Write the refund test" in done.stdout.decode()
         wait_for(lambda: stack_info(base), 20, what="the stack the hook started")
-        done = run_hook(hooks["pre-compact"], project, user_home,
+        stopped = subprocess.run([sys.executable, "-m", "sessiond", "stop"], env=sd_env,
+                                 capture_output=True, text=True, timeout=60, check=False)
+        assert stopped.stdout.strip() == "stack stopped", stopped
+        done = run_hook(hooks["pre-compact"], project, user_home,  # starts one, waits for it
                         hook_input("pre-compact", project, transcript))
         assert done.returncode == 0, done.stderr
         assert len(project_memories(sd_env, "cold")) == len(STORED_FIRST)
