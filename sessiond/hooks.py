@@ -35,8 +35,6 @@ from typing import Any
 
 from shared.exitcodes import ExitCode
 
-EVENTS = ("session-start", "pre-compact", "session-end", "stop")
-IMPORTING = ("pre-compact", "session-end", "stop")
 MAX_INPUT_BYTES = 1024 * 1024
 BUDGET_S = {"session-start": 8.0, "pre-compact": 50.0, "session-end": 50.0, "stop": 50.0}
 
@@ -158,5 +156,5 @@ def _arm_alarm(event: str) -> None:
 def _notice(line: str) -> None:
     try:
         print(line.replace("\n", " ")[:500], file=sys.stderr, flush=True)
-    except OSError:
-        pass
+    except OSError:  # stderr is closed: the reason is in the log, if it could be written
+        return
