@@ -111,12 +111,16 @@ def test_resources_and_their_list_changed_notices(sd):
 
 def test_another_windows_handoff_is_noticed(sd):
     """A handshake-era client (Claude Code today) that listed resources is told when another
-    window's end writes a handoff."""
-    env, _ = sd
+    window's end writes a handoff. Without a session, the quality report is of its root."""
+    env, home = sd
     notices = Notices()
+    project = out_dir(home) / "rooted"
+    project.mkdir()
+    (project / "README.md").write_text("# rooted\n")
 
     async def scenario():
-        async with gateway_client(env, message_handler=notices, mode="legacy") as client:
+        async with gateway_client(env, message_handler=notices, mode="legacy",
+                                  roots=[project.as_uri()]) as client:
             await client.list_resources()
             await asyncio.sleep(0.5)
             now = datetime.now(UTC)
@@ -130,6 +134,9 @@ def test_another_windows_handoff_is_noticed(sd):
             await notices.wait(1, 15)
             listed = {str(r.uri) for r in await client.list_resources()}
             assert f"sessiond://handoff/{path.parent.name}" in listed
+            # no session in this window: the report is made when read, of the client's root
+            report = resource_text(await client.read_resource("sessiond://quality/current"))
+            assert report.startswith("# Quality of rooted: ") and str(project) in report
 
     asyncio.run(scenario())
 
