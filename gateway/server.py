@@ -26,7 +26,6 @@ from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
 from shared.errors import ServiceError, StackError, Unreachable
-from shared.transport import endpoints
 
 log = logging.getLogger("sessiond.gateway")
 
@@ -50,7 +49,7 @@ class Gateway:
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
-        self.client = HubClient(endpoints(cfg).clients, default_timeout_s=cfg.request_timeout_s)
+        self.client = HubClient.for_config(cfg)
         self.cache = QueryCache()
         self.project = cfg.project or Path.cwd().name or "default"
         self._ready_lock = asyncio.Lock()

@@ -4,6 +4,9 @@ Gateways find the stack through the run dir (the hub's socket and ``run/stack.js
 answers, a gateway starts one, detached into its own session so it outlives the gateway and
 serves the next Claude window. A file lock makes two gateways starting at once create one stack;
 the supervisor's own lifetime lock makes a second stack impossible even without it.
+
+A gateway given a hub elsewhere (``hub_host``, ``sessiond serve --connect``) never starts one:
+it waits for that hub to answer and otherwise says it does not.
 """
 
 from __future__ import annotations
@@ -41,6 +44,12 @@ async def hub_alive(client: HubClient, timeout_s: float = 0.5) -> bool:
 
 async def ensure_stack(cfg: Config, client: HubClient) -> None:
     """Return once a stack answers for this data dir, starting one if needed."""
+    if cfg.hub_host:
+        if await hub_alive(client, START_TIMEOUT_S / 3):
+            return
+        refused = f" ({client.refused})" if client.refused else ""
+        raise StackError(f"the hub at {client.endpoint} does not answer{refused}; this gateway "
+                         "uses that hub and starts no stack of its own")
     if stack_process(cfg) is not None and await hub_alive(client, START_TIMEOUT_S / 3):
         return
     lock = FileLock(str(cfg.run_dir / "spawn.lock"))

@@ -51,8 +51,9 @@ class StatusResult:
     requests_timed_out: int
     malformed_dropped: int
     gateways: int
-    idle_timeout_s: float
+    idle_timeout_s: float  # 0: never idles out (a hub alone, `sessiond hub`)
     idle_s: float
+    auth_refused: int  # peers the hub's CURVE/ZAP check refused
     gateway_pid: int
     data_dir: str
     query_cache: dict[str, float | int]  # this gateway's LRU of query vectors

@@ -45,7 +45,6 @@ from shared.exitcodes import ExitCode
 from shared.limits import MAX_PROJECT_LEN
 from shared.paths import allowed_roots, check_export_path
 from shared.privacy import Privacy, ignored
-from shared.transport import endpoints
 
 BATCH_TURNS = 500
 BATCH_BYTES = 8 * 1024 * 1024  # and at most this much content per batch
@@ -93,7 +92,7 @@ def _run(cfg: Config, job) -> int:
 
 
 async def _with_stack(cfg: Config, job):
-    client = HubClient(endpoints(cfg).clients, default_timeout_s=cfg.request_timeout_s)
+    client = HubClient.for_config(cfg)
     try:
         return await job(client)
     finally:

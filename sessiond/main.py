@@ -9,6 +9,7 @@ import logging
 import os
 import sys
 
+from sessiond import keys, services
 from shared.config import load_config
 from shared.errors import ConfigError, StackError
 from shared.exitcodes import ExitCode
@@ -26,7 +27,8 @@ def _parser():
         "Session management and memory for coding assistants, over MCP."))
     parser.add_argument("--version", action="version", version=f"sessiond {VERSION}")
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("serve", help="run the MCP gateway on stdio (what Claude Code starts)")
+    services.extend_serve(sub.add_parser("serve", help="run the MCP gateway on stdio (what "
+                                         "Claude Code starts), or over HTTP"))
     stack = sub.add_parser("stack", help="run the stack (hub, supervisor, workers) in the foreground")
     stack.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)
     stack.add_argument("--log-stderr", action="store_true", help="also log to stderr")
@@ -35,8 +37,10 @@ def _parser():
                             "status (through a real gateway)")
     status.add_argument("directory", nargs="?", help="the project (default: this directory)")
     status.add_argument("--json", action="store_true", help="print the status tool's result")
-    sub.add_parser("health", help="probe every component; exit 0 if healthy, 1 if not")
+    services.extend_health(sub.add_parser("health", help="probe every component; exit 0 if "
+                                          "healthy, 1 if not"))
     call = sub.add_parser("call", help="call any MCP tool through a real gateway")
+    services.extend_client(call)
     call.add_argument("tool")
     call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
     sub.add_parser("demo", help="start the stack, call the tools through MCP, stop")
@@ -63,6 +67,8 @@ def _parser():
                          "this directory)")
         cmd.add_argument("--dry-run", action="store_true", help="say what would change; "
                          "change nothing")
+    services.add_commands(sub)
+    keys.add_parser(sub)
     return parser
 
 
@@ -75,14 +81,21 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_hook(argv[1])
     args = _parser().parse_args(argv)
+    if args.command == "keys":  # writes files only; needs no (and may precede any) config
+        return keys.run(args)
     try:
+        os.environ.update(services.environ_overrides(args))
         cfg = load_config()
     except ConfigError as exc:
         print(f"sessiond: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
     match args.command:
         case "serve":
-            return _serve(cfg)
+            return services.serve_http(cfg, args) if args.http else _serve(cfg)
+        case "hub":
+            return services.run_hub(cfg, args)
+        case "worker":
+            return services.run_worker(cfg, args)
         case "stack":
             return _stack(cfg, args)
         case "stop":
@@ -90,14 +103,16 @@ def main(argv: list[str] | None = None) -> int:
         case "status":
             return _status(cfg, args)
         case "health":
-            return _health(cfg)
+            if args.service:
+                return services.service_health(cfg, args.service)
+            return _health(cfg, args.url)
         case "call":
             try:
                 arguments = json.loads(args.arguments)
             except json.JSONDecodeError as exc:
                 print(f"sessiond: arguments are not JSON: {exc}", file=sys.stderr)
                 return ExitCode.USAGE
-            return _print_tool(cfg, args.tool, arguments)
+            return _print_tool(cfg, args.tool, arguments, args.url)
         case "demo":
             from sessiond.demo import run_demo
 
@@ -153,17 +168,17 @@ def _stop(cfg) -> int:
     return ExitCode.OK
 
 
-async def _call(cfg, tool: str, arguments: dict):
+async def _call(cfg, tool: str, arguments: dict, url: str | None = None):
     from sessiond.mcp_client import connect, result_payload
 
-    async with connect(cfg) as client:
+    async with connect(cfg, url=url) as client:
         result = await client.call_tool(tool, arguments, raise_on_error=False)
     return result.is_error, result_payload(result)
 
 
-def _print_tool(cfg, tool: str, arguments: dict) -> int:
+def _print_tool(cfg, tool: str, arguments: dict, url: str | None = None) -> int:
     logging.disable(logging.WARNING)
-    is_error, payload = asyncio.run(_call(cfg, tool, arguments))
+    is_error, payload = asyncio.run(_call(cfg, tool, arguments, url))
     text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
     print(text, file=sys.stderr if is_error else sys.stdout)
     return ExitCode.FAILED if is_error else ExitCode.OK
@@ -184,8 +199,12 @@ def _status(cfg, args) -> int:
     return ExitCode.OK
 
 
-def _health(cfg) -> int:
-    is_error, payload = asyncio.run(_call(cfg, "health_check", {}))
+def _health(cfg, url: str | None = None) -> int:
+    try:
+        is_error, payload = asyncio.run(_call(cfg, "health_check", {}, url))
+    except Exception as exc:  # noqa: BLE001 - any failure to reach it is "unhealthy"
+        print(f"sessiond: health_check failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return ExitCode.FAILED
     if is_error or not isinstance(payload, dict):
         print(f"sessiond: health_check failed: {payload}", file=sys.stderr)
         return ExitCode.FAILED

@@ -70,5 +70,7 @@ def render(st: dict[str, Any]) -> str:
     lines.append(f"requests: {stack['requests_total']} total, {stack['requests_failed']} "
                  f"failed, {stack['requests_timed_out']} timed out, {stack['queued']} queued; "
                  f"{stack['gateways']} gateway(s)")
+    if stack.get("auth_refused"):
+        lines.append(f"refused by CURVE/ZAP: {stack['auth_refused']} peer(s) (see the hub's log)")
     lines += [f"note: {n}" for n in st["notes"]]
     return "\n".join(lines)

@@ -25,6 +25,8 @@ import zmq.asyncio
 from zmq.utils.monitor import parse_monitor_message
 
 from shared import protocol as p
+from shared.config import Config
+from shared.curve import ClientKeys, client_keys, handshake_refusal
 from shared.errors import (
     BadRequest,
     ReplyLost,
@@ -34,7 +36,7 @@ from shared.errors import (
     error_from_code,
 )
 from shared.limits import INVALID_TEXT_MARK
-from shared.transport import dealer
+from shared.transport import dealer, endpoints
 
 log = logging.getLogger("sessiond.client")
 
@@ -45,10 +47,18 @@ CONNECT_WAIT_S = 1.0
 INVALID_TEXT_MARK_UTF8 = INVALID_TEXT_MARK.encode()
 
 
+WATCHED = (zmq.EVENT_DISCONNECTED | zmq.EVENT_HANDSHAKE_SUCCEEDED
+           | zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+           | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+
+
 class HubClient:
-    def __init__(self, endpoint: str, *, default_timeout_s: float = 10.0) -> None:
+    def __init__(self, endpoint: str, *, default_timeout_s: float = 10.0,
+                 curve: ClientKeys | None = None) -> None:
         self.endpoint = endpoint
         self.default_timeout_s = default_timeout_s
+        self.curve = curve
+        self.refused = ""  # why the hub refused the last connection (CURVE), if it did
         self._ctx = zmq.asyncio.Context.instance()
         self._sock: zmq.asyncio.Socket | None = None
         self._ids = itertools.count(1)
@@ -59,10 +69,9 @@ class HubClient:
     def _socket(self) -> zmq.asyncio.Socket:
         if self._sock is None or self._sock.closed or self._reader is None or self._reader.done():
             self._close_socket()
-            self._sock = dealer(self._ctx, self.endpoint)
+            self._sock = dealer(self._ctx, self.endpoint, curve=self.curve)
             loop = asyncio.get_running_loop()
-            self._watcher = loop.create_task(self._watch(
-                self._sock.get_monitor_socket(zmq.EVENT_DISCONNECTED)))
+            self._watcher = loop.create_task(self._watch(self._sock.get_monitor_socket(WATCHED)))
             self._reader = loop.create_task(self._read(self._sock))
             self._reader.add_done_callback(self._reader_stopped)
         return self._sock
@@ -76,12 +85,26 @@ class HubClient:
 
     async def _watch(self, monitor: zmq.asyncio.Socket) -> None:
         """Fail what waits for a reply whenever the connection to the hub drops."""
+        refused_now = False
         try:
             while True:
                 try:
                     event = parse_monitor_message(await monitor.recv_multipart())
                 except zmq.ZMQError:
                     return  # the socket it watched was closed
+                refusal = handshake_refusal(event)
+                if refusal:
+                    if refusal != self.refused:
+                        log.error("%s: %s", self.endpoint, refusal)
+                    self.refused = refusal
+                    refused_now = True  # its disconnect is no hub going away: none was there
+                    continue
+                if event["event"] == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                    self.refused = ""
+                    continue
+                if event["event"] == zmq.EVENT_DISCONNECTED and refused_now:
+                    refused_now = False
+                    continue
                 if event["event"] == zmq.EVENT_DISCONNECTED and self._waiting:
                     log.warning("the connection to the hub dropped; failing %d waiting "
                                 "request(s)", len(self._waiting))
@@ -160,16 +183,26 @@ class HubClient:
                     sock.send_multipart([p.encoder.encode(header), body_raw]),
                     timeout=max(0.0, min(left, CONNECT_WAIT_S)))
             except TimeoutError:
-                raise Unreachable("the sessiond stack is not reachable") from None
+                why = f": {self.refused}" if self.refused else ""
+                raise Unreachable(f"the sessiond stack is not reachable{why}") from None
             try:
                 reply = await asyncio.wait_for(fut, timeout=max(0.0, deadline_mono - time.monotonic()))
             except TimeoutError:
                 raise Timeout(f"no answer from {service} within {left:.1f}s") from None
         finally:
             self._waiting.pop(request_id, None)
+            if fut.done() and not fut.cancelled():
+                fut.exception()  # failed by a dropped connection while we still sent: seen
         if isinstance(reply, p.Error):
             raise error_from_code(reply.code, reply.message)
         return reply
+
+    @classmethod
+    def for_config(cls, cfg: Config, *, default_timeout_s: float | None = None) -> HubClient:
+        """A client of the hub this config names, with its CURVE client keys when it has some."""
+        timeout = cfg.request_timeout_s if default_timeout_s is None else default_timeout_s
+        return cls(endpoints(cfg).clients, default_timeout_s=timeout,
+                   curve=client_keys(cfg, "client"))
 
     def _close_socket(self) -> None:
         if self._watcher is not None:

@@ -7,6 +7,7 @@ The data dir comes from platformdirs unless ``SESSIOND_HOME`` names one; it and 
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from datetime import UTC, datetime, tzinfo
@@ -33,8 +34,15 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     tcp_host: str = "127.0.0.1"
     tcp_client_port: int = 47811
     tcp_worker_port: int = 47812
-    # CurveZMQ: directory holding the keys; wired in by the TCP issue, refused until then.
+    # The host of a hub this process joins instead of its data dir's own stack (a worker or a
+    # gateway on another machine or container); empty: this machine's stack. Implies tcp.
+    hub_host: str = ""
+    # CurveZMQ keys (shared.curve; `sessiond keys init`): with it, every connection to the hub is
+    # encrypted and the hub accepts only the listed public keys. Required beyond loopback.
     curve_keys_dir: str = ""
+    # The bearer token of `sessiond serve --http` (`sessiond keys token`); required when the
+    # HTTP gateway binds beyond loopback, checked whenever it is set.
+    http_token_file: str = ""
     embed_workers: int = msgspec.field(default_factory=_default_embed_workers)
     embed_threads: int = 1  # ONNX intra-op threads per embed worker
     # Model files; empty means the ones shipped in the packages (checked by sha256 either way).
@@ -146,6 +154,8 @@ def load_config(environ: dict[str, str] | None = None, *, create_dirs: bool = Tr
     values["home"] = str(home)
     if isinstance(values.get("private_patterns"), list):  # TOML: a list of patterns
         values["private_patterns"] = "\n".join(map(str, values["private_patterns"]))
+    if values.get("hub_host"):
+        values["transport"] = "tcp"  # a hub elsewhere is only reached over TCP
     try:
         cfg = msgspec.convert(values, Config, strict=False)
     except msgspec.ValidationError as exc:
@@ -184,8 +194,32 @@ def _validate(cfg: Config) -> None:
             zone_of(cfg.timezone)
         except ValueError as exc:
             raise ConfigError(str(exc)) from None
-    if cfg.curve_keys_dir:
-        raise ConfigError("curve_keys_dir (CurveZMQ over TCP) is not supported yet")
+    if cfg.transport == "tcp" and not cfg.curve_keys_dir:
+        _refuse_plain_tcp(cfg)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine only: a loopback IP or ``localhost``. A wildcard
+    (``0.0.0.0``, ``*``, ``::``) and any other name reach beyond it."""
+    host = host.strip().strip("[]")
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _refuse_plain_tcp(cfg: Config) -> None:
+    fix = ("run `sessiond keys init DIR` and set curve_keys_dir (SESSIOND_CURVE_KEYS_DIR=DIR), "
+           "or use 127.0.0.1")
+    if cfg.hub_host and not is_loopback(cfg.hub_host):
+        raise ConfigError(f"refusing to connect to the hub at {cfg.hub_host} without CURVE: "
+                          f"requests and memories would cross the network in clear; {fix}")
+    if not cfg.hub_host and not is_loopback(cfg.tcp_host):
+        raise ConfigError(f"refusing to bind tcp_host={cfg.tcp_host} without CURVE: anyone who "
+                          "reaches its ports could read, import, export and delete memories "
+                          f"or register as a worker; {fix}")
 
 
 def zone_of(name: str = "") -> tzinfo:

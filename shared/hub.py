@@ -13,6 +13,8 @@ passes answers ``timeout``. Undecodable frames are logged and dropped.
 
 The hub runs in its own thread of the supervisor process and owns its two sockets; other
 threads talk to it only through ``commands`` (a thread-safe queue) and read its counters.
+With CURVE keys its endpoints accept only the peers its ZAP authenticator allows (``shared.curve``:
+workers and clients in separate domains); if the authenticator's thread dies the hub stops.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from dataclasses import dataclass, field
 import zmq
 
 from shared import protocol as p
+from shared.curve import HandshakeWatch, HubAuthenticator, ServerKeys
 from shared.transport import Endpoints, router
 
 log = logging.getLogger("sessiond.hub")
@@ -55,6 +58,7 @@ class WorkerRef:
     service: str
     pid: int
     capacity: int
+    host: str
     expiry: float  # monotonic time after which it is presumed dead
     last_seen: float
     last_used: float = 0.0
@@ -79,9 +83,23 @@ class Hub:
         heartbeat_interval_s: float,
         heartbeat_expiry_s: float,
         local_handler: Callable[[p.RequestBody], p.ReplyBody],
+        curve: ServerKeys | None = None,
     ) -> None:
-        self.frontend = router(ctx, endpoints.clients)
-        self.backend = router(ctx, endpoints.workers)
+        self.auth: HubAuthenticator | None = None
+        self.watches: list[HandshakeWatch] = []
+        if curve is not None:  # the ZAP handler answers before the first peer can connect
+            self.auth = HubAuthenticator(ctx, curve)
+            self.auth.start()
+        try:
+            self.frontend = router(ctx, endpoints.clients, curve, "clients")
+            self.backend = router(ctx, endpoints.workers, curve, "workers")
+        except zmq.ZMQError:
+            if self.auth is not None:
+                self.auth.stop()
+            raise
+        if curve is not None:
+            self.watches = [HandshakeWatch(self.frontend, "clients"),
+                            HandshakeWatch(self.backend, "workers")]
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_expiry_s = heartbeat_expiry_s
         self.local_handler = local_handler
@@ -106,6 +124,16 @@ class Hub:
         """pid -> registered worker (a snapshot; read-only outside the hub thread)."""
         return {w.pid: w for w in list(self.workers.values())}
 
+    def registered(self) -> list[WorkerRef]:
+        """Every registered worker, wherever it runs (a snapshot)."""
+        return list(self.workers.values())
+
+    def auth_refused(self) -> int:
+        """Peers refused by CURVE/ZAP on either endpoint."""
+        if self.auth is None:
+            return 0
+        return self.auth.refused + sum(w.refused for w in self.watches)
+
     def attached_gateways(self, window_s: float = 90.0) -> int:
         now = time.monotonic()
         return sum(1 for seen in list(self.gateways.values()) if now - seen <= window_s)
@@ -115,17 +143,31 @@ class Hub:
         poller = zmq.Poller()
         poller.register(self.frontend, zmq.POLLIN)
         poller.register(self.backend, zmq.POLLIN)
+        for watch in self.watches:
+            poller.register(watch.socket, zmq.POLLIN)
         timeout_ms = max(10, int(self.heartbeat_interval_s * 1000 / 2))
-        while self._running:
-            events = dict(poller.poll(timeout_ms))
-            if self.backend in events:
-                self._drain(self.backend, self._on_worker_frames)
-            if self.frontend in events:
-                self._drain(self.frontend, self._on_client_frames)
-            self._run_commands()
-            self._tick()
+        try:
+            while self._running:
+                events = dict(poller.poll(timeout_ms))
+                if self.backend in events:
+                    self._drain(self.backend, self._on_worker_frames)
+                if self.frontend in events:
+                    self._drain(self.frontend, self._on_client_frames)
+                for watch in self.watches:
+                    if watch.socket in events:
+                        watch.read()
+                self._run_commands()
+                self._tick()
+        finally:
+            self._close()
+
+    def _close(self) -> None:
+        for watch in self.watches:
+            watch.close()
         self.frontend.close(0)
         self.backend.close(0)
+        if self.auth is not None:
+            self.auth.stop()
 
     def _drain(self, sock: zmq.Socket, handler: Callable[[list[bytes]], None]) -> None:
         for _ in range(1000):  # bounded so one busy socket cannot starve the other
@@ -210,16 +252,17 @@ class Hub:
             worker.expiry = now + self.heartbeat_expiry_s
             worker.last_seen = now
         match msg:
-            case p.Ready(service=service, pid=pid, capacity=capacity):
+            case p.Ready(service=service, pid=pid, capacity=capacity, host=host):
                 if service not in p.WORKER_SERVICES:
                     raise ValueError(f"worker offers unknown service {service!r}")
                 if worker is not None:
                     self._purge(worker, "re-registered")
                 self.workers[identity] = WorkerRef(
-                    identity, service, pid, max(1, capacity),
+                    identity, service, pid, max(1, capacity), host,
                     expiry=now + self.heartbeat_expiry_s, last_seen=now,
                 )
-                log.info("worker %s ready for %s (pid %d)", identity.decode(errors="replace"), service, pid)
+                log.info("worker %s ready for %s (pid %d%s)", identity.decode(errors="replace"),
+                         service, pid, f" on {host}" if host else "")
                 self._dispatch(service)
             case p.Reply(client=client) if worker is not None:
                 header_raw, body_raw = rest
@@ -293,6 +336,8 @@ class Hub:
 
     # ------------------------------------------------------------ timers
     def _tick(self) -> None:
+        if self.auth is not None and not self.auth.is_alive():
+            raise RuntimeError("the ZAP authenticator's thread died: no peer can be let in")
         now = time.monotonic()
         for worker in [w for w in self.workers.values() if w.expiry < now]:
             self._purge(worker, "missed heartbeats")

@@ -91,6 +91,7 @@ class Ready(msgspec.Struct, tag=True):
     service: str
     pid: int
     capacity: int = 1  # how many requests the worker accepts at once
+    host: str = ""  # the worker's host name (pids repeat across hosts and containers)
 
 
 Stats = dict[str, str | int | float | bool]
@@ -299,8 +300,9 @@ class StackInfo(msgspec.Struct, tag=True):
     requests_timed_out: int
     malformed_dropped: int
     gateways: int
-    idle_timeout_s: float
+    idle_timeout_s: float  # 0: never idles out (a hub alone)
     idle_s: float
+    auth_refused: int = 0  # peers refused by CURVE/ZAP
 
 
 class Vectors(msgspec.Struct, tag=True):

@@ -1,4 +1,6 @@
-"""Entry point shared by the worker processes: ``python -m <worker_pkg> --name NAME``."""
+"""Entry point shared by the worker processes: ``python -m <worker_pkg> --name NAME`` (started by
+the supervisor) and ``sessiond worker SERVICE`` (started alone, joining a hub; ``start_worker``).
+"""
 
 from __future__ import annotations
 
@@ -6,7 +8,7 @@ import argparse
 import logging
 import sys
 
-from shared.config import load_config
+from shared.config import Config, load_config
 from shared.errors import ConfigError, SessiondError
 from shared.exitcodes import ExitCode
 from shared.logs import setup_logging
@@ -27,16 +29,25 @@ def run_worker(worker_cls: type[Worker], argv: list[str] | None = None) -> int:
         logging.basicConfig()
         logging.getLogger("sessiond").error("%s", exc)
         return ExitCode.CONFIG
+    return start_worker(cfg, worker_cls, args.name, standalone=args.standalone)
+
+
+def start_worker(cfg: Config, worker_cls: type[Worker], name: str, *, standalone: bool,
+                 log_stderr: bool = False) -> int:
+    """Run one worker until it stops. ``standalone``: it outlives whatever started it and keeps
+    a liveness file for ``sessiond health --service``."""
     # Hand the GIL over sooner (default 5 ms): the IO thread must send replies and heartbeats
     # while the compute thread and the store's embed filler run Python code.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    setup_logging(cfg, args.name)
-    log = logging.getLogger(f"sessiond.{args.name}")
+    setup_logging(cfg, name, also_stderr=log_stderr)
+    log = logging.getLogger(f"sessiond.{name}")
     log.info("starting")
     try:
-        code = worker_cls(cfg, exit_with_parent=not args.standalone).run()
+        code = worker_cls(cfg, exit_with_parent=not standalone, liveness=standalone).run()
     except SessiondError as exc:
         log.error("cannot start: %s", exc)
-        return ExitCode.STARTUP_FAILED
+        if standalone and not log_stderr:
+            print(f"sessiond: {name} cannot start: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG if isinstance(exc, ConfigError) else ExitCode.STARTUP_FAILED
     log.info("stopped")
     return code

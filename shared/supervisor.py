@@ -7,6 +7,10 @@ stop intake -> drain in-flight requests -> stop embed and quality workers -> sto
 checkpoints DuckDB on SIGTERM) -> exit 0. If the hub thread dies, no request can reach a worker:
 the supervisor stops the workers (the store still checkpoints) and exits with ``CRASHED``, and
 the next gateway call starts a new stack.
+
+``sessiond hub`` is the same code without children (``spawn_workers=False``): the broker alone,
+which workers started elsewhere (``sessiond worker``) join over TCP; it never idles out, and
+``status`` lists whatever workers registered.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ import json
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -27,9 +32,12 @@ import zmq
 
 from shared import protocol as p
 from shared.config import Config, to_environ
+from shared.curve import server_keys
+from shared.errors import ConfigError
 from shared.exitcodes import ExitCode
-from shared.hub import Hub
-from shared.transport import endpoints
+from shared.hub import Hub, WorkerRef
+from shared.liveness import write_alive
+from shared.transport import bind_endpoints
 from shared.version import VERSION
 
 log = logging.getLogger("sessiond.supervisor")
@@ -58,13 +66,18 @@ class Child:
 
 
 class Supervisor:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, *, spawn_workers: bool = True) -> None:
         self.cfg = cfg
         self.started = time.monotonic()
-        self.children = [Child("store", p.SERVICE_STORE, "store_worker")]
-        self.children += [Child(f"embed-{i}", p.SERVICE_EMBED, "embed_worker")
-                          for i in range(cfg.embed_workers)]
-        self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker"))
+        self.spawn_workers = spawn_workers
+        self.children: list[Child] = []
+        if spawn_workers:
+            self.children.append(Child("store", p.SERVICE_STORE, "store_worker"))
+            self.children += [Child(f"embed-{i}", p.SERVICE_EMBED, "embed_worker")
+                              for i in range(cfg.embed_workers)]
+            self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker"))
+        self.host = socket.gethostname()
+        self._next_alive = 0.0
         self.stop_reason = ""
         self.crashed = False  # a part of the supervisor itself failed: stop and exit non-zero
         self.hub: Hub | None = None
@@ -78,14 +91,23 @@ class Supervisor:
             log.error("another stack already owns %s", self.cfg.home)
             return ExitCode.ALREADY_RUNNING
         ctx = zmq.Context.instance()
-        eps = endpoints(self.cfg)
-        self.hub = Hub(ctx, eps, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
-                       heartbeat_expiry_s=self.cfg.heartbeat_expiry_s,
-                       local_handler=self._hub_request)
+        eps = bind_endpoints(self.cfg)
+        try:
+            self.hub = Hub(ctx, eps, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
+                           heartbeat_expiry_s=self.cfg.heartbeat_expiry_s,
+                           local_handler=self._hub_request, curve=server_keys(self.cfg))
+        except ConfigError as exc:
+            log.error("cannot start the hub: %s", exc)
+            return ExitCode.CONFIG
+        except zmq.ZMQError as exc:
+            log.error("cannot listen on %s / %s: %s", eps.clients, eps.workers, exc)
+            return ExitCode.CONFIG
         hub_thread = threading.Thread(target=self._run_hub, name="hub", daemon=True)
         hub_thread.start()
         self._write_stack_file(eps.clients, eps.workers)
-        log.info("stack %s up (pid %d), hub at %s", VERSION, os.getpid(), eps.clients)
+        log.info("%s %s up (pid %d), hub at %s (workers at %s)%s",
+                 "stack" if self.spawn_workers else "hub", VERSION, os.getpid(), eps.clients,
+                 eps.workers, " with CURVE" if self.hub.auth else "")
         try:
             while not self.stop_reason:
                 if not hub_thread.is_alive():
@@ -135,9 +157,16 @@ class Supervisor:
         tmp.replace(self._stack_file())
 
     # ------------------------------------------------------------ children
+    def _local_workers(self) -> dict[int, WorkerRef]:
+        """pid -> registered worker on this host (a pid elsewhere may repeat one of ours)."""
+        return {w.pid: w for w in self.hub.registered() if w.host in ("", self.host)}
+
     def _supervise(self) -> None:
         now = time.monotonic()
-        registered = self.hub.worker_table()
+        if now >= self._next_alive:
+            self._next_alive = now + 1.0
+            write_alive(self.cfg, "hub", {"workers": len(self.hub.registered())})
+        registered = self._local_workers()
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
                 self._on_exit(child, now)
@@ -151,7 +180,7 @@ class Supervisor:
                 log.warning("%s (pid %d) is silent; killing it", child.name, child.proc.pid)
                 child.proc.kill()
         idle = now - self.hub.last_client_activity
-        if idle > self.cfg.idle_timeout_s:
+        if self.spawn_workers and idle > self.cfg.idle_timeout_s:  # a hub alone never idles out
             self.stop_reason = f"idle for {idle:.0f}s with no gateway traffic"
 
     def _silent(self, child: Child, now: float) -> bool:
@@ -199,7 +228,7 @@ class Supervisor:
 
     def stack_info(self) -> p.StackInfo:
         hub = self.hub
-        table = hub.worker_table()
+        table = self._local_workers()
         workers = []
         for child in list(self.children):
             pid = child.pid
@@ -216,14 +245,25 @@ class Supervisor:
                 name=child.name, service=child.service, pid=pid, state=state,
                 restarts=child.restarts, last_heartbeat_age_s=age, inflight=inflight,
                 stats=table[pid].stats if pid in table else {}))
+        ours = {c.pid for c in self.children}
+        for ref in hub.registered():  # workers that joined from elsewhere
+            if ref.pid in table and ref.pid in ours:
+                continue
+            name = ref.identity.decode(errors="replace") + (f"@{ref.host}" if ref.host else "")
+            workers.append(p.WorkerInfo(
+                name=name, service=ref.service, pid=ref.pid,
+                state="busy" if ref.inflight else "ready", restarts=0,
+                last_heartbeat_age_s=time.monotonic() - ref.last_seen,
+                inflight=len(ref.inflight), stats=ref.stats))
         c = hub.counters
         return p.StackInfo(
             pid=os.getpid(), version=VERSION, uptime_s=time.monotonic() - self.started,
             transport=self.cfg.transport, workers=workers, queued=hub.queued_count(),
             requests_total=c.requests_total, requests_failed=c.requests_failed,
             requests_timed_out=c.requests_timed_out, malformed_dropped=c.malformed_dropped,
-            gateways=hub.attached_gateways(), idle_timeout_s=self.cfg.idle_timeout_s,
-            idle_s=time.monotonic() - hub.last_client_activity,
+            gateways=hub.attached_gateways(),
+            idle_timeout_s=self.cfg.idle_timeout_s if self.spawn_workers else 0.0,
+            idle_s=time.monotonic() - hub.last_client_activity, auth_refused=hub.auth_refused(),
         )
 
     # ------------------------------------------------------------ shutdown

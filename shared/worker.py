@@ -15,15 +15,19 @@ import logging
 import os
 import queue
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
 
 import zmq
+from zmq.utils.monitor import parse_monitor_message
 
 from shared import protocol as p
 from shared.config import Config
+from shared.curve import client_keys, handshake_refusal
 from shared.errors import BadRequest, ServiceError
+from shared.liveness import write_alive
 from shared.transport import dealer, endpoints
 
 log = logging.getLogger("sessiond.worker")
@@ -43,8 +47,12 @@ class Worker:
     service: str = ""
     capacity: int = 1
 
-    def __init__(self, cfg: Config, *, exit_with_parent: bool = True) -> None:
+    def __init__(self, cfg: Config, *, exit_with_parent: bool = True,
+                 liveness: bool = False) -> None:
         self.cfg = cfg
+        self._curve = client_keys(cfg, "worker")  # None: no CURVE (the local default)
+        self._liveness = liveness  # started alone: keep a liveness file for health checks
+        self._monitor: zmq.Socket | None = None
         self.started = time.monotonic()
         self.inbox: queue.Queue[Delivery | None] = queue.Queue()
         self._outbox: queue.SimpleQueue[tuple[bytes, int, p.ReplyBody]] = queue.SimpleQueue()
@@ -145,11 +153,11 @@ class Worker:
         ep = endpoints(self.cfg).workers
         interval = self.cfg.heartbeat_interval_s
         reconnect_delay = interval
-        sock = self._connect(ep)
-        hub_expiry = time.monotonic() + self.cfg.heartbeat_expiry_s
-        next_beat = 0.0
         poller = zmq.Poller()
-        poller.register(sock, zmq.POLLIN)
+        sock = self._connect(ep, poller)
+        hub_expiry = time.monotonic() + self.cfg.heartbeat_expiry_s
+        next_beat = next_alive = 0.0
+        hub_seen = None
         poller.register(wake, zmq.POLLIN)
         while not self._stopping.is_set():
             events = dict(poller.poll(int(interval * 1000)))
@@ -158,7 +166,16 @@ class Worker:
                     wake.recv()
             self._flush_replies(sock)
             now = time.monotonic()
+            if self._monitor is not None and self._monitor in events:
+                self._on_monitor(ep)
+            if self._liveness and now >= next_alive:
+                next_alive = now + 1.0
+                seen = None if hub_seen is None else round(now - hub_seen, 2)
+                write_alive(self.cfg, self.service, {
+                    "service": self.service, "hub": ep, "hub_seen_age_s": seen,
+                    "hub_expiry_s": 2 * self.cfg.heartbeat_expiry_s})
             if sock in events:
+                hub_seen = now
                 hub_expiry = now + self.cfg.heartbeat_expiry_s
                 reconnect_delay = interval
                 if not self._on_hub_frames(sock):
@@ -180,22 +197,45 @@ class Worker:
                 reconnect_delay = min(reconnect_delay * 2, RECONNECT_MAX_S)
                 sock = self._reconnect(poller, sock, ep)
                 hub_expiry = time.monotonic() + self.cfg.heartbeat_expiry_s
-        self._shutdown(sock)
+        self._shutdown(sock, poller)
 
-    def _connect(self, ep: str) -> zmq.Socket:
+    def _connect(self, ep: str, poller: zmq.Poller) -> zmq.Socket:
         identity = f"{self.service}-{os.getpid()}-{os.urandom(2).hex()}".encode()
-        sock = dealer(self._ctx, ep, identity)
-        sock.setsockopt(zmq.IMMEDIATE, 0)  # queue Ready until the hub is there
-        ready = p.Ready(service=self.service, pid=os.getpid(), capacity=self.capacity)
+        # Queue Ready until the hub is there; a send then never blocks (nor SIGTERM with it).
+        sock = dealer(self._ctx, ep, identity, curve=self._curve, immediate=False)
+        if self._curve is not None:  # to say so when the hub refuses this worker's key
+            self._monitor = sock.get_monitor_socket(
+                zmq.EVENT_HANDSHAKE_FAILED_AUTH | zmq.EVENT_HANDSHAKE_FAILED_PROTOCOL
+                | zmq.EVENT_HANDSHAKE_FAILED_NO_DETAIL)
+            poller.register(self._monitor, zmq.POLLIN)
+        ready = p.Ready(service=self.service, pid=os.getpid(), capacity=self.capacity,
+                        host=socket.gethostname())
         sock.send(p.encoder.encode(ready))
-        return sock
-
-    def _reconnect(self, poller: zmq.Poller, sock: zmq.Socket, ep: str) -> zmq.Socket:
-        poller.unregister(sock)
-        sock.close(0)
-        sock = self._connect(ep)
         poller.register(sock, zmq.POLLIN)
         return sock
+
+    def _on_monitor(self, ep: str) -> None:
+        while True:
+            try:
+                event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))
+            except zmq.Again:
+                return
+            why = handshake_refusal(event)
+            if why:
+                log.error("cannot register with the hub at %s: %s", ep, why)
+
+    def _close_socket(self, poller: zmq.Poller, sock: zmq.Socket) -> None:
+        poller.unregister(sock)
+        if self._monitor is not None:
+            poller.unregister(self._monitor)
+            sock.disable_monitor()
+            self._monitor.close(0)
+            self._monitor = None
+        sock.close(0)
+
+    def _reconnect(self, poller: zmq.Poller, sock: zmq.Socket, ep: str) -> zmq.Socket:
+        self._close_socket(poller, sock)
+        return self._connect(ep, poller)
 
     def _on_hub_frames(self, sock: zmq.Socket) -> bool:
         """Handle everything waiting; False when the hub told us to disconnect."""
@@ -250,7 +290,7 @@ class Worker:
     def _parent_gone(self) -> bool:
         return self._parent is not None and os.getppid() != self._parent
 
-    def _shutdown(self, sock: zmq.Socket) -> None:
+    def _shutdown(self, sock: zmq.Socket, poller: zmq.Poller) -> None:
         """Stop intake, let the compute thread finish what it holds, send those replies."""
         self.stopping()
         try:
@@ -261,4 +301,4 @@ class Worker:
         while self.inflight > 0 and time.monotonic() < deadline:
             time.sleep(0.01)
             self._flush_replies(sock)
-        sock.close(0)
+        self._close_socket(poller, sock)

@@ -23,6 +23,7 @@ import numpy as np
 
 from shared import protocol as p
 from shared.client import HubClient
+from shared.curve import ClientKeys
 from shared.errors import ServiceError
 
 log = logging.getLogger("sessiond.store.embed")
@@ -38,8 +39,10 @@ RunOnDb = Callable[[Callable[[], Any]], Future]
 
 
 class EmbedFiller:
-    def __init__(self, endpoint: str, run_on_db: RunOnDb, store, *, in_flight: int) -> None:
+    def __init__(self, endpoint: str, run_on_db: RunOnDb, store, *, in_flight: int,
+                 curve: ClientKeys | None = None) -> None:
         self.endpoint = endpoint
+        self.curve = curve  # the store's client keys when the hub uses CURVE
         self.run_on_db = run_on_db
         self.store = store
         self.max_in_flight = max(1, in_flight)
@@ -118,7 +121,7 @@ class EmbedFiller:
         self._loop_ref = asyncio.get_running_loop()
         if self.stopping.is_set():
             return
-        client = HubClient(self.endpoint, default_timeout_s=120)
+        client = HubClient(self.endpoint, default_timeout_s=120, curve=self.curve)
         busy: set[str] = set()
         tasks: set[asyncio.Task] = set()
         stop = asyncio.create_task(self._stop_async.wait())

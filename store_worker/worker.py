@@ -20,6 +20,7 @@ import numpy as np
 
 from shared import protocol as p
 from shared.config import zone_of
+from shared.curve import client_keys
 from shared.errors import BadRequest, Internal, ServiceError, SessiondError
 from shared.paths import check_export_path, check_io_path
 from shared.privacy import Privacy
@@ -52,6 +53,7 @@ class StoreWorker(Worker):
     capacity = 2  # one running, one queued: the hub holds the rest, so a crash loses little
 
     def setup(self) -> None:
+        filler_keys = client_keys(self.cfg, "client")  # it asks the embed pool as a client does
         try:
             self.store = MemoryStore.open(self.cfg.db_path,
                                           privacy=Privacy.from_config(self.cfg))
@@ -60,7 +62,8 @@ class StoreWorker(Worker):
         log.info("opened %s: %d memories", self.cfg.db_path, self.store.count)
         self.tz = zone_of(self.cfg.timezone)  # where "today" and "last week" are meant
         self.filler = EmbedFiller(endpoints(self.cfg).clients, self.run_on_db, self.store,
-                                  in_flight=2 * self.cfg.embed_workers)
+                                  in_flight=2 * self.cfg.embed_workers,
+                                  curve=filler_keys)
         self.filler.start()
         self.bulk: tuple[Delivery, bulk_io.Job] | None = None  # the export/import under way
 
