@@ -17,8 +17,10 @@ from starlette.middleware import Middleware
 
 from shared.config import Config, is_loopback
 from shared.errors import ConfigError
+from shared.logs import LimitedWarnings
 
 log = logging.getLogger("sessiond.gateway.http")
+refusals = LimitedWarnings(log)  # a flood of bad requests must not fill the disk
 
 MCP_PATH = "/mcp"
 MIN_TOKEN_CHARS = 24
@@ -73,8 +75,8 @@ class BearerToken:
             await self.app(scope, receive, send)
             return
         client = scope.get("client") or ("unknown", 0)
-        log.warning("refused an HTTP request from %s:%s to %s: %s", client[0], client[1],
-                    scope.get("path", "?"), "wrong token" if given else "no bearer token")
+        refusals.warning("refused an HTTP request from %s:%s to %s: %s", client[0], client[1],
+                         scope.get("path", "?"), "wrong token" if given else "no bearer token")
         await send({"type": "http.response.start", "status": 401, "headers": [
             (b"content-type", b"application/json"),
             (b"www-authenticate", b'Bearer realm="sessiond"')]})

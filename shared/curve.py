@@ -39,8 +39,10 @@ from zmq.utils.monitor import parse_monitor_message
 
 from shared.config import Config
 from shared.errors import ConfigError
+from shared.logs import LimitedWarnings
 
 log = logging.getLogger("sessiond.curve")
+refusals = LimitedWarnings(log)  # a flood of refused peers must not fill the disk
 
 Role = Literal["worker", "client"]
 ROLES: tuple[Role, ...] = ("worker", "client")
@@ -226,7 +228,7 @@ class HubAuthenticator(ThreadAuthenticator):
 
     def refuse(self, why: str, domain: str) -> None:
         self.refused += 1
-        log.warning("refused a peer at %s on the %s endpoint: %s", self._peer, domain, why)
+        refusals.warning("refused a peer at %s on the %s endpoint: %s", self._peer, domain, why)
 
 
 def peer_address(fd: int) -> str:
@@ -278,8 +280,8 @@ class HandshakeWatch:
                 peer = self._peers.pop(value, "unknown")
                 if self._failure:
                     self.refused += 1
-                    log.warning("refused a peer at %s on the %s endpoint: %s", peer, self.name,
-                                self._failure)
+                    refusals.warning("refused a peer at %s on the %s endpoint: %s", peer,
+                                     self.name, self._failure)
                 self._failure = ""
 
     def close(self) -> None:

@@ -21,12 +21,14 @@ import zmq
 from apart import free_port, init_keys, keys_of, stranger_keys, wait_file_text
 from conftest import REPO, base_env, wait_for
 
+from shared import curve
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import load_config
 from shared.curve import server_keys
 from shared.errors import Unavailable, Unreachable
 from shared.hub import Hub
+from shared.logs import LimitedWarnings
 from shared.transport import bind_endpoints, dealer, endpoints
 
 
@@ -36,7 +38,9 @@ def keys(tmp_path):
 
 
 @pytest.fixture
-def curve_hub(keys, tmp_path):
+def curve_hub(keys, tmp_path, monkeypatch):
+    # Each test gets the whole budget of refusal lines (a peer that retries uses it up).
+    monkeypatch.setattr(curve, "refusals", LimitedWarnings(curve.log))
     cfg = load_config({"SESSIOND_HOME": str(tmp_path / "home"), "SESSIOND_TRANSPORT": "tcp",
                        "SESSIOND_TCP_CLIENT_PORT": str(free_port()),
                        "SESSIOND_TCP_WORKER_PORT": str(free_port()),
@@ -194,6 +198,20 @@ def test_the_hub_stops_if_its_authenticator_dies(curve_hub):
     thread.join(10)
     assert not thread.is_alive()
     assert died and "authenticator" in str(died[0])
+
+
+def test_refusals_a_peer_can_cause_are_logged_at_a_bounded_rate(caplog):
+    now = [0.0]
+    limited = LimitedWarnings(logging.getLogger("sessiond.test"), limit=3, window_s=60,
+                              clock=lambda: now[0])
+    with caplog.at_level(logging.WARNING, logger="sessiond.test"):
+        for i in range(10):
+            limited.warning("refused peer %d", i)
+        now[0] = 61.0
+        limited.warning("refused peer %d", 10)
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["refused peer 0", "refused peer 1", "refused peer 2",
+                     "7 more like the next were not logged in the last 60 s", "refused peer 10"]
 
 
 def test_keys_init_writes_private_files_and_refuses_to_overwrite(keys):
