@@ -209,7 +209,10 @@ def test_the_compose_topology_runs_apart_over_tcp_with_curve(topology):
                            " with CURVE", "tags": ["compose"]})
             await wait_embedded(client)
             found = await call(client, "quick_search", {"query": "embedding replicas apart"})
+            for query in ("curve keys", "two replicas", "hub over tcp", "compose secrets"):
+                await call(client, "quick_search", {"query": query})  # one query vector each
             health = await call(client, "health_check")
+            await asyncio.sleep(1.0)  # the workers' next heartbeats carry their counters
             status = await call(client, "status")
             return stored, found, health, status
 
@@ -220,6 +223,8 @@ def test_the_compose_topology_runs_apart_over_tcp_with_curve(topology):
     assert stack["transport"] == "tcp" and stack["idle_timeout_s"] == 0  # never idles out
     services = sorted(w["service"] for w in stack["workers"] if w["state"] in ("ready", "busy"))
     assert services == ["embed", "embed", "quality", "store"], stack["workers"]
+    embedded = [w["stats"]["texts_embedded"] for w in stack["workers"] if w["service"] == "embed"]
+    assert all(n > 0 for n in embedded), embedded  # both replicas take part
     assert stack["auth_refused"] == 0
     gateway_check = healthcheck(spec, "gateway", envs["gateway"], ports, variables)
     assert gateway_check.wait(90) == 0, gateway_check.stdout.read()
