@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.CONFIG
     match args.command:
         case "serve":
-            return services.serve_http(cfg, args) if args.http else _serve(cfg)
+            return services.serve_http(cfg, args) if args.http else _serve(cfg, args.log_stderr)
         case "hub":
             return services.run_hub(cfg, args)
         case "worker":
@@ -133,8 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     return ExitCode.USAGE
 
 
-def _serve(cfg) -> int:
-    setup_logging(cfg, "gateway")
+def _serve(cfg, log_stderr: bool = False) -> int:
+    setup_logging(cfg, "gateway", also_stderr=log_stderr)
     import anyio
 
     from gateway.server import build_server
