@@ -37,7 +37,6 @@ from shared.config import Config, make_private_dir
 from shared.errors import BadRequest, Unreachable
 from shared.paths import check_io_path
 from shared.privacy import Privacy
-from shared.transport import endpoints
 
 log = logging.getLogger("sessiond.hooks")
 
@@ -122,7 +121,7 @@ class Cursor:
 
 async def _capture(cfg: Config, hook: HookInput, files: list[Path], project: str,
                    privacy: Privacy) -> str:
-    client = HubClient(endpoints(cfg).clients, default_timeout_s=cfg.request_timeout_s)
+    client = HubClient.for_config(cfg)
     tally = {"turns": 0, "added": 0, "present": 0, "refused": 0, "malformed": 0}
     ready = False
     reading = storing = 0.0

@@ -24,7 +24,6 @@ from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
 from shared.errors import ServiceError
-from shared.transport import endpoints
 
 log = logging.getLogger("sessiond.hooks")
 
@@ -67,8 +66,9 @@ def session_start(cfg: Config, hook: HookInput) -> str:
 
 def _stack_running(cfg: Config) -> bool:
     """Whether a stack serves the data dir; if none does, start one without waiting for it
-    (unless another process is starting one: it holds the spawn lock)."""
-    if stack_pid_runs(cfg):
+    (unless another process is starting one: it holds the spawn lock). A hub elsewhere
+    (``hub_host``) is never replaced by a local stack: it is asked as it is."""
+    if cfg.hub_host or stack_pid_runs(cfg):
         return True
     from filelock import FileLock
     from filelock import Timeout as LockTimeout
@@ -94,7 +94,7 @@ def _stack_running(cfg: Config) -> bool:
 async def _ask_memory(cfg: Config, ctx: Context, session_id: str) -> None:
     """The relevant memories, the newest notes and the last turns of earlier sessions, asked
     together; what does not answer within its deadline stays empty."""
-    client = HubClient(endpoints(cfg).clients, default_timeout_s=SEARCH_TIMEOUT_S)
+    client = HubClient.for_config(cfg, default_timeout_s=SEARCH_TIMEOUT_S)
     try:
         query = ctx.latest.summary[:MAX_QUERY_CHARS] if ctx.latest and ctx.latest.summary else ""
         recent, turns, relevant = await asyncio.gather(

@@ -354,3 +354,38 @@ def test_hook_processes_import_nothing_heavy(sd):
                   for line in done.stderr.decode().splitlines() if line.startswith("import time:")}
         assert "sessiond" in loaded and not loaded & heavy, loaded & heavy
     assert len(project_memories(sd_env, "light")) == len(STORED_FIRST)
+
+
+def test_session_start_never_starts_a_stack_beside_a_hub_elsewhere():
+    """A window configured to use a hub elsewhere (``hub_host``) is never given a local stack
+    by its session-start hook: it prints what the handoff file holds and asks that hub only
+    (here nothing listens: the memory part stays empty)."""
+    import time
+
+    from apart import free_port
+    from conftest import base_env
+
+    base = Path(tempfile.mkdtemp(prefix="sd-"))
+    user_home, project = new_project("remote")
+    sd_env = base_env(base)
+    try:
+        transcript = claude_home(user_home, project)
+        hooks = installed(sd_env, project)
+        cfg = load_config(sd_env)
+        now = datetime.now(UTC)
+        handoff.write(cfg, handoff.SessionSummary(
+            session_id="s0", project="remote", root=str(project.resolve()), branch="",
+            started_at=now.isoformat(), ended_at=now.isoformat(), duration_s=60,
+            start_score=None, end_score=None, trend=[], memories_total=0, memories=[],
+            files_changed=[], files_changed_total=0, commits_since_start=None, start_head="",
+            end_head="", recommendations=["Ask the team hub"]), now)
+        remote = {"SESSIOND_HUB_HOST": "127.0.0.1", "SESSIOND_TCP_CLIENT_PORT": str(free_port())}
+        done = run_hook(hooks["session-start"], project, user_home,
+                        hook_input("session-start", project, transcript, session="s1"),
+                        extra_env=remote)
+        assert done.returncode == 0, done.stderr
+        assert "- Ask the team hub" in done.stdout.decode()
+        time.sleep(3)  # a stack spawned by the hook would have written its stack.json by now
+        assert stack_info(base) is None
+    finally:
+        kill_stack_processes(base)
