@@ -210,7 +210,11 @@ class Worker:
             poller.register(self._monitor, zmq.POLLIN)
         ready = p.Ready(service=self.service, pid=os.getpid(), capacity=self.capacity,
                         host=socket.gethostname())
-        sock.send(p.encoder.encode(ready))
+        try:
+            sock.send(p.encoder.encode(ready), zmq.NOBLOCK)
+        except zmq.Again:  # no pipe to queue on (a refused handshake can take it away): the
+            # hub stays silent, and the reconnect after its expiry sends Ready again
+            log.warning("could not queue Ready for the hub at %s; retrying after a reconnect", ep)
         poller.register(sock, zmq.POLLIN)
         return sock
 
