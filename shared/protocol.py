@@ -20,6 +20,13 @@ from typing import Any, Literal
 
 import msgspec
 
+from shared.protocol_browse import (  # noqa: F401  (re-exported: the dashboard's store messages)
+    MAX_NEIGHBOURS,
+    MAX_OVERVIEW_TAGS,
+    MAX_OVERVIEW_WEEKS,
+    Neighbours,
+    ProjectOverview,
+)
 from shared.protocol_quality import (  # noqa: F401  (re-exported: the quality service's messages)
     ASSESS_BUDGET_S,
     COMMIT_TIMEOUT_S,
@@ -249,7 +256,9 @@ class LogPermission(msgspec.Struct, tag=True):
 
 
 class PermissionStatus(msgspec.Struct, tag=True):
-    """The active grants and the ``limit`` most recent decisions (of ``operation``, or all)."""
+    """The active grants and the ``limit`` most recent decisions (of ``operation``, or all);
+    with an ``operation``, also its approvals in a row (as ``CheckPermission`` gives them, but
+    logging nothing)."""
     operation: str | None = None
     limit: int = 20
 
@@ -259,7 +268,7 @@ RequestBody = (Ping | StackStatus | Embed | Remember | RememberMany | Search | G
                | ExportMemories | ImportMemories | CheckPermission | GrantPermission
                | RevokePermission | LogPermission | PermissionStatus | ProbeTools | AssessQuality
                | GitStatus | CheckpointCommit | OpenSession | RecordCheckpoint | CloseSession
-               | SessionQuery)
+               | SessionQuery | ProjectOverview | Neighbours)
 
 
 # -------------------------------------------------------------- reply bodies
@@ -332,6 +341,10 @@ class Memory(msgspec.Struct):
     created_at: str
     metadata: dict[str, Any]
     files: list[str] = []  # file paths the content names (search results only)
+    # Supersession links (GetMemories only; a search's Hit carries its own): the older memories
+    # this one restates with a new fact, and the newer memory that restates this one.
+    supersedes: list[str] = []
+    superseded_by: str | None = None
 
 
 class Hit(msgspec.Struct):

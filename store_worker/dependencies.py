@@ -54,3 +54,10 @@ def of_project(con: duckdb.DuckDBPyConnection, project: Any) -> list[dict[str, A
         f"SELECT {_COLUMNS} FROM project_dependencies WHERE source = ? OR target = ?"
         " ORDER BY created_at, source, target, type", [project, project]).fetchall()
     return [{**_as_dict(r), "direction": "out" if r[0] == project else "in"} for r in rows]
+
+
+def every(con: duckdb.DuckDBPyConnection) -> list[dict[str, Any]]:
+    """Every edge, oldest first (the dashboard's graph of linked projects)."""
+    rows = con.execute(f"SELECT {_COLUMNS} FROM project_dependencies"
+                       " ORDER BY created_at, source, target, type").fetchall()
+    return [_as_dict(r) for r in rows]

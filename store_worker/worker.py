@@ -26,7 +26,7 @@ from shared.paths import check_export_path, check_io_path
 from shared.privacy import Privacy
 from shared.transport import endpoints
 from shared.worker import Delivery, Worker
-from store_worker import bulk_io, permissions_store, sessions_store
+from store_worker import browse, bulk_io, permissions_store, sessions_store
 from store_worker.embed_filler import EmbedFiller
 from store_worker.memory_store import MemoryStore
 from store_worker.records import InvalidInput
@@ -155,7 +155,8 @@ class StoreWorker(Worker):
 
     def stats(self) -> p.Stats:
         f = self.filler
-        return {"memories": self.store.count, "embedded_by_filler": f.embedded,
+        return {"memories": self.store.count, "embed_pending": self.store.catalog.pending_count(),
+                "embedded_by_filler": f.embedded,
                 "embed_failures": f.failures, "embed_filler_running": f.running,
                 "embed_filler_restarts": f.restarts, "embed_filler_last_error": f.last_error}
 
@@ -176,7 +177,7 @@ class StoreWorker(Worker):
             case p.Search():
                 return self._search(body)
             case p.GetMemories(ids=ids):
-                return p.Memories([_memory(m) for m in s.get(ids)])
+                return p.Memories([_linked(s, _memory(m)) for m in s.get(ids)])
             case p.DeleteMemories(ids=ids, project=project, before=before):
                 return p.Count(count=s.delete(ids=ids, project=project, before=before))
             case p.StoreStats(session_id=session_id):
@@ -198,6 +199,12 @@ class StoreWorker(Worker):
                 return permissions_store.answer(s, body)
             case p.OpenSession() | p.RecordCheckpoint() | p.CloseSession() | p.SessionQuery():
                 return sessions_store.answer(s, body)
+            case p.ProjectOverview(weeks=weeks, top_tags=top_tags):
+                return p.StoreInfo(browse.overview(s, weeks, top_tags))
+            case p.Neighbours(id=memory_id, limit=limit):
+                found = browse.neighbours(s, memory_id, limit)
+                return p.SearchHits(hits=[_hit(h) for h in found.hits], mode=found.mode,
+                                    total_candidates=found.total_candidates)
         raise BadRequest(f"store does not handle {type(body).__name__}")
 
     def _search(self, q: p.Search) -> p.SearchHits:
@@ -317,6 +324,11 @@ def _memory(row: dict[str, Any]) -> p.Memory:
                     project=row["project"], tags=row["tags"], session_id=row["session_id"],
                     created_at=row["created_at"], metadata=row["metadata"],
                     files=row.get("files", []))
+
+
+def _linked(store: MemoryStore, memory: p.Memory) -> p.Memory:
+    memory.supersedes, memory.superseded_by = browse.links(store, memory.id)
+    return memory
 
 
 def _hit(h: dict[str, Any]) -> p.Hit:

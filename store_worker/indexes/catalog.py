@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from array import array
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import ClassVar
 
 import numpy as np
@@ -275,6 +275,11 @@ class Catalog:
     def rows_for(self, ids: Iterable[str]) -> list[int | None]:
         return [self.row_of.get(i) for i in ids]
 
+    def tag_postings(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Each tag with the rows holding it (dead rows included; a row may repeat)."""
+        for tag, postings in list(self._tag_rows.items()):
+            yield tag, np.frombuffer(postings, dtype=np.int32).copy()
+
     def _tag_mask(self, tag: str) -> np.ndarray:
         mask = np.zeros(len(self.ids), dtype=bool)
         postings = self._tag_rows.get(tag)
@@ -329,5 +334,9 @@ class Catalog:
         return np.flatnonzero(self.alive[:n] & ~(self.embedded[:n] & self.chunks_done[:n]))[:limit]
 
     def pending_count(self) -> int:
-        n = len(self.ids)
-        return int(np.count_nonzero(self.alive[:n] & ~(self.embedded[:n] & self.chunks_done[:n])))
+        """Alive rows missing a vector. Also read by the store's IO thread (its heartbeat) while
+        the DB thread may be swapping a column for a longer copy: each column is read once and
+        all are cut to a common length, so the count is at worst a moment old."""
+        alive, embedded, done = self.alive, self.embedded, self.chunks_done
+        n = min(len(self.ids), len(alive), len(embedded), len(done))
+        return int(np.count_nonzero(alive[:n] & ~(embedded[:n] & done[:n])))
