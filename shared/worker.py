@@ -18,8 +18,10 @@ import signal
 import socket
 import threading
 import time
+from collections import deque
 from dataclasses import dataclass
 
+import psutil
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
@@ -33,6 +35,7 @@ from shared.transport import dealer, endpoints
 log = logging.getLogger("sessiond.worker")
 
 RECONNECT_MAX_S = 2.0
+LATENCY_WINDOW = 512  # the requests whose latency the heartbeat's percentiles describe
 
 
 @dataclass
@@ -62,6 +65,12 @@ class Worker:
         self._wake_addr = f"inproc://wake-{id(self)}"
         self._wakers = threading.local()  # one PUSH socket per replying thread
         self.inflight = 0
+        # IO thread only: when each request in hand arrived, and the latency (arrival to reply
+        # sent, seconds) of the last LATENCY_WINDOW requests, for the heartbeat's stats.
+        self._arrived: dict[tuple[bytes, int], float] = {}
+        self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
+        self.replied = 0
+        self._process = psutil.Process()
 
     # ------------------------------------------------------ service hooks
     def setup(self) -> None:
@@ -81,6 +90,21 @@ class Worker:
         """Called on the IO thread as soon as the worker stops taking requests (before it waits
         ``stop_grace_s`` for the ones in hand): a service with long jobs cuts them short here,
         so they end, clean up and answer before the supervisor's grace runs out."""
+
+    def own_stats(self) -> p.Stats:
+        """What every worker reports besides its service's counters: latency percentiles (from
+        a request's arrival to its reply, over the last ``LATENCY_WINDOW`` requests), requests
+        answered, resident memory. Runs on the IO thread, which owns these numbers."""
+        out: p.Stats = {"requests_answered": self.replied,
+                        "rss_bytes": self._process.memory_info().rss}
+        if self._latencies:
+            ms = sorted(self._latencies)
+            last = len(ms) - 1
+            for name, q in (("p50", 0.50), ("p95", 0.95), ("p99", 0.99)):
+                out[f"latency_{name}_ms"] = round(ms[round(q * last)] * 1000, 3)
+            out["latency_max_ms"] = round(ms[-1] * 1000, 3)
+            out["latency_window"] = len(ms)
+        return out
 
     def pong(self) -> p.Pong:
         return p.Pong(service=self.service, pid=os.getpid(),
@@ -186,7 +210,8 @@ class Worker:
                     continue
             if now >= next_beat:
                 next_beat = now + interval
-                beat = p.Heartbeat(inflight=self.inflight, stats=self.stats())
+                beat = p.Heartbeat(inflight=self.inflight,
+                                   stats={**self.stats(), **self.own_stats()})
                 sock.send(p.encoder.encode(beat), zmq.NOBLOCK)
             if self._parent_gone():
                 log.warning("supervisor is gone; exiting")
@@ -276,6 +301,7 @@ class Worker:
         except p.DecodeErrors as exc:
             body, error = None, f"malformed request: {exc}"
         self.inflight += 1
+        self._arrived[(client, header.id)] = time.monotonic()
         self.submit(Delivery(client, header, body, error))
 
     def _flush_replies(self, sock: zmq.Socket) -> None:
@@ -285,6 +311,10 @@ class Worker:
             except queue.Empty:
                 return
             self.inflight -= 1
+            arrived = self._arrived.pop((client, request_id), None)
+            if arrived is not None:
+                self._latencies.append(time.monotonic() - arrived)
+            self.replied += 1
             sock.send_multipart([
                 p.encoder.encode(p.Reply(client=client)),
                 p.encoder.encode(p.ReplyHeader(request_id)),
