@@ -113,7 +113,7 @@ def register(mcp: FastMCP, gw) -> None:
         the permissions tool)."""
         if not ids and not project:
             raise ToolError("give ids, or a project (optionally with before)")
-        await gw.permissions.require(ctx, "delete_memories", _deletion(ids, project, before))
+        await gw.permissions.require(ctx, "delete_memories", deletion_detail(ids, project, before))
         reply = await gw.call(p.SERVICE_STORE, p.DeleteMemories(ids=ids or None,
                                                                project=project, before=before),
                               idempotent=False)
@@ -201,7 +201,7 @@ def register(mcp: FastMCP, gw) -> None:
                            message=f"imported {reply.count}, skipped {reply.skipped} already present")
 
 
-def _deletion(ids: list[str] | None, project: str | None, before: str | None) -> str:
+def deletion_detail(ids: list[str] | None, project: str | None, before: str | None) -> str:
     """What a delete_memories call is about to delete, for the user to judge."""
     if ids:
         shown = ", ".join(ids[:3]) + (", ..." if len(ids) > 3 else "")

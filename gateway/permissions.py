@@ -122,25 +122,44 @@ class Permissions:
         if not op.gated:
             return
         detail = _clip(detail)
-        state = await self._send(p.CheckPermission(operation=op.name, level=op.level,
-                                                   detail=detail, gateway_pid=self.pid))
+        state = await self.check(op, detail)
         if state.allowed:
             return
         ctx = ctx or _current_context()
         if not can_ask(ctx):
             await self._log(op, "refused", f"{detail} (the client cannot ask the user)")
             raise ToolError(self.refusal(op, detail))
-        offer = (self.trust_minutes if 0 < self.offer_after <= state.approvals_in_row
-                 else None)
-        question = Question(op.name, op.level, op.what, detail, offer_trust_minutes=offer,
-                            approvals_in_row=state.approvals_in_row)
-        answer = await self._ask(ctx, op, question)
+        question = self.question(op, detail, state.approvals_in_row)
+        await self.settle(op, question, await self._ask(ctx, op, question))
+
+    # A client that asks the user its own way (the dashboard's confirmation page) uses the steps
+    # of ``require`` one by one: ``check`` for a grant, else ``question``, ``asked`` when it is
+    # shown, and ``settle`` with the user's answer.
+    async def check(self, op: Operation, detail: str) -> p.PermissionState:
+        """Whether a grant covers ``op`` now (the store logs ``allowed`` when one does)."""
+        return await self._send(p.CheckPermission(operation=op.name, level=op.level,
+                                                  detail=_clip(detail), gateway_pid=self.pid))
+
+    def question(self, op: Operation, detail: str, approvals_in_row: int) -> Question:
+        """What the user is asked about ``op``: with the offer to trust it for
+        ``permission_trust_minutes`` after ``permission_offer_trust_after`` approvals in a row."""
+        offer = (self.trust_minutes if 0 < self.offer_after <= approvals_in_row else None)
+        return Question(op.name, op.level, op.what, _clip(detail), offer_trust_minutes=offer,
+                        approvals_in_row=approvals_in_row)
+
+    async def asked(self, op: Operation, question: Question) -> None:
+        await self._log(op, "asked", question.detail)
+
+    async def settle(self, op: Operation, question: Question, answer: Answer) -> None:
+        """Return if the user allowed it (logged ``approved``; "trust" also makes the offered
+        grant); else log the no and raise ``ToolError`` saying nothing was done."""
         if answer.choice in ("yes", "trust"):
-            await self._log(op, "approved", detail)
+            await self._log(op, "approved", question.detail)
             if answer.choice == "trust" and question.offer_trust_minutes is not None:
-                await self._grant(op, question.offer_trust_minutes, "elicitation", detail)
+                await self._grant(op, question.offer_trust_minutes, "elicitation",
+                                  question.detail)
             return
-        raise ToolError(await self._not_allowed(op, detail, answer))
+        raise ToolError(await self.not_allowed(op, question.detail, answer))
 
     def refusal(self, op: Operation, detail: str) -> str:
         return (f"{op.name} needs the user's permission ({op.level}: {op.what}), and this "
@@ -168,7 +187,7 @@ class Permissions:
             question = Question(op.name, op.level, op.what, detail, confirm_trust=True)
             answer = await self._ask(ctx, op, question)
             if answer.choice != "yes":
-                raise ToolError(await self._not_allowed(op, f"trust {detail}", answer))
+                raise ToolError(await self.not_allowed(op, f"trust {detail}", answer))
             await self._log(op, "approved", f"trust {detail}")
             via = "tool-confirmed"
         return await self._grant(op, minutes, via, "")
@@ -195,7 +214,7 @@ class Permissions:
             answer = await self.consent.ask(ctx, question)
         return answer
 
-    async def _not_allowed(self, op: Operation, detail: str, answer: Answer) -> str:
+    async def not_allowed(self, op: Operation, detail: str, answer: Answer) -> str:
         """Log a no (denied) or a failure to ask (refused); the text to raise."""
         if answer.choice == "error":
             await self._log(op, "refused", f"{detail} ({answer.why})")

@@ -72,7 +72,8 @@ def _answer(con: duckdb.DuckDBPyConnection, body: p.RequestBody,
             if not isinstance(limit, int) or not 0 <= limit <= MAX_DECISIONS_SHOWN:
                 raise InvalidInput(f"limit must be 0..{MAX_DECISIONS_SHOWN}, not {limit!r}")
             return p.PermissionState(grants=active_grants(con, now, op),
-                                     decisions=recent_decisions(con, op, limit))
+                                     decisions=recent_decisions(con, op, limit),
+                                     approvals_in_row=approvals_in_row(con, op) if op else 0)
     raise InvalidInput(f"not a permission request: {type(body).__name__}")
 
 
