@@ -44,6 +44,14 @@ def _parser():
     call.add_argument("tool")
     call.add_argument("arguments", nargs="?", default="{}", help="JSON object of arguments")
     sub.add_parser("demo", help="start the stack, call the tools through MCP, stop")
+    ui = sub.add_parser("ui", help="serve the web dashboard (memories, projects, sessions, "
+                        "the stack) on 127.0.0.1")
+    ui.add_argument("--port", type=int, default=47813, help="port (0: any free one)")
+    ui.add_argument("--host", default="127.0.0.1",
+                    help="address to bind; anything but loopback requires the token")
+    ui.add_argument("--open", action="store_true", help="open it in the default browser")
+    ui.add_argument("--require-token", action="store_true",
+                    help="ask for the token on loopback too (a machine shared with others)")
     imp = sub.add_parser("import", help="import a sessiond export, or Claude Code transcripts "
                          "(a .jsonl file or a directory such as ~/.claude/projects)")
     imp.add_argument("path")
@@ -117,6 +125,11 @@ def main(argv: list[str] | None = None) -> int:
             from sessiond.demo import run_demo
 
             return asyncio.run(run_demo(cfg))
+        case "ui":
+            setup_logging(cfg, "ui")
+            from webui.server import serve
+
+            return serve(cfg, args.host, args.port, args.open, args.require_token)
         case "import":
             from sessiond.importer import run_import
 

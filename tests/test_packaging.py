@@ -35,3 +35,6 @@ def test_wheel_installs_no_generic_cli_package(tmp_path: Path):
     assert "sessiond" in packages
     assert {"sessiond/__main__.py", "sessiond/main.py"} <= set(names)
     assert "sessiond = sessiond.main:main" in entry_points
+    # the dashboard ships every asset it serves (nothing is fetched from a CDN)
+    assert {"webui/templates/base.html", "webui/static/app.css", "webui/static/app.js"} <= set(
+        names)
