@@ -201,3 +201,24 @@ def test_bad_addresses_and_refused_filters_are_pages_that_say_why(stack):
         got, _, html = fetch(ui.base + path)
         assert got == status, path
         assert text.lower() in html.lower(), (path, html[:300])
+
+
+def test_a_delete_of_nothing_asks_nothing(stack):
+    ui = stack["ui"]
+    cookie, token = session(ui)
+    jar = {"Cookie": f"sessiond_ui_csrf={cookie}"}
+    for form, status, text in (({"id": "not-a-memory", "csrf": token}, 404, "Nothing to delete"),
+                               ({"id": "../etc", "csrf": token}, 400, "Select 1-1000"),
+                               ({"id": [f"m{i}" for i in range(1001)], "csrf": token}, 400,
+                                "Select 1-1000")):
+        got, _, html = fetch(ui.base + "/memories/delete", data=form, headers=jar)
+        assert got == status and text in html, (form.get("id"), got)
+    got, headers, _ = fetch(ui.base + "/memories/delete",
+                            data={"csrf": token, "next": "//evil.example/x"}, headers=jar,
+                            follow=False)
+    assert got == 303 and headers["location"] == "/memories?none=1"  # never another site
+
+    async def decisions():
+        async with gateway_client(stack["env"]) as client:
+            return (await call(client, "permissions", {"action": "status"}))["decisions"]
+    assert not any("not-a-memory" in d["detail"] for d in asyncio.run(decisions()))

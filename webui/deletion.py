@@ -83,6 +83,10 @@ async def ask(request: Request) -> Response:
                          message=f"Select 1-{MAX_SELECTION} memories by their ids.",
                          active="memories")
     found = (await ui.store(p.GetMemories(ids=ids))).items
+    if not found:
+        return ui.render(request, "error.html", status=404, title="Nothing to delete",
+                         message="None of the selected memories exists (any more); nothing was "
+                                 "asked or deleted.", active="memories")
     perms = ui.gw.permissions
     op = operation_named(OPERATION)
     state = await perms.status(op.name, limit=0)

@@ -56,7 +56,7 @@ HEADERS = {
     # own form posts, and the same-site check would refuse them
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
-    "Cache-Control": "no-store",  # memories are private: no copy in a shared or disk cache
+    "Cache-Control": "no-store",  # pages hold memories: no copy in any cache (static: no-cache)
 }
 
 
@@ -158,7 +158,7 @@ class Guard(BaseHTTPMiddleware):
         response = await call_next(request)
         if not known:
             response.set_cookie(CSRF_COOKIE, cookie, httponly=True, samesite="strict", path="/")
-        return _secure(response)
+        return _secure(response, static=request.url.path.startswith("/static/"))
 
     def _authenticate(self, request: Request) -> Response | None:
         """None when the request carries the token; else the refusal (or, for a token in the
@@ -192,7 +192,9 @@ def _same_site(request: Request) -> bool:
     return origin is None or origin.split("://", 1)[-1] == request.headers.get("host", "")
 
 
-def _secure(response: Response) -> Response:
+def _secure(response: Response, static: bool = False) -> Response:
+    if static:  # the package's own CSS and JS: kept by the browser, revalidated by ETag
+        response.headers["Cache-Control"] = "no-cache"
     for name, value in HEADERS.items():
         response.headers.setdefault(name, value)
     return response

@@ -11,6 +11,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from shared import protocol as p
+from shared.worker import LATENCY_WINDOW
 
 REFRESH_S = 2  # how often the page's script asks for the live part again
 OWN_STATS = ("requests_answered", "rss_bytes", "latency_p50_ms", "latency_p95_ms",
@@ -36,6 +37,7 @@ async def page(request: Request) -> Response:
         "info": info, "own_stats": OWN_STATS, "supervisor_rss": rss_of(info.pid),
         "memories": stats.get("memories"), "embed_pending": stats.get("embed_pending"),
         "refreshed": datetime.now(ui.tz).strftime("%H:%M:%S"), "refresh_s": REFRESH_S,
+        "latency_window": LATENCY_WINDOW,
         "now": datetime.now(UTC)}
     if request.query_params.get("partial") == "1":
         return ui.render(request, "_stack.html", **context)

@@ -18,24 +18,23 @@
   }
 
   // ------------------------------------------------------------ search as you type
+  // Each keystroke asks at once; an answer still awaited for an older text is abandoned (its
+  // request aborted), so the page shows the results of the latest text as soon as they come.
   const form = document.getElementById("filters");
   const results = document.getElementById("results");
   if (form && results) {
-    let timer = null;
     let controller = null;
-    let seq = 0;
     const refresh = function () {
       const qs = queryOf(form);
       const here = "/memories" + (qs ? "?" + qs : "");
       if (controller) controller.abort();
-      controller = new AbortController();
-      const mine = ++seq;
+      const mine = controller = new AbortController();
       results.dataset.state = "loading";
       fetch("/memories?" + (qs ? qs + "&" : "") + "partial=1",
-            { signal: controller.signal, credentials: "same-origin" })
+            { signal: mine.signal, credentials: "same-origin" })
         .then(function (r) { return r.text(); })
         .then(function (html) {
-          if (mine !== seq) return;
+          if (mine !== controller) return;
           results.innerHTML = html;
           history.replaceState(null, "", here);
           const next = document.getElementById("next");
@@ -45,15 +44,13 @@
           results.dataset.state = "ready";
           results.dataset.shown = qs;
         })
-        .catch(function (e) { if (e.name !== "AbortError") results.dataset.state = "error"; });
+        .catch(function (e) {
+          if (e.name !== "AbortError" && mine === controller) results.dataset.state = "error";
+        });
     };
-    form.addEventListener("input", function (e) {
-      clearTimeout(timer);
-      timer = setTimeout(refresh, e.target && e.target.name === "q" ? 120 : 0);
-    });
+    form.addEventListener("input", refresh);
     form.addEventListener("submit", function (e) {
       e.preventDefault();
-      clearTimeout(timer);
       refresh();
     });
   }
