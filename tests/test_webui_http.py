@@ -222,3 +222,19 @@ def test_a_delete_of_nothing_asks_nothing(stack):
         async with gateway_client(stack["env"]) as client:
             return (await call(client, "permissions", {"action": "status"}))["decisions"]
     assert not any("not-a-memory" in d["detail"] for d in asyncio.run(decisions()))
+
+
+def test_the_listening_socket_lets_asyncio_turn_nagle_off():
+    """asyncio sets TCP_NODELAY on accepted connections only when the socket's protocol is
+    IPPROTO_TCP; with proto 0 a response written in two parts waited ~40 ms for the client's
+    delayed ACK (every page over keep-alive took 44-48 ms, whatever it held)."""
+    import socket
+
+    from webui.server import listen
+
+    sock = listen("127.0.0.1", 0)
+    try:
+        assert sock.proto == socket.IPPROTO_TCP
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        sock.close()
