@@ -22,6 +22,7 @@ def _parser():
     import argparse  # here: a hook command starts without it (see main)
 
     from shared.version import VERSION
+    from webui import DEFAULT_PORT
 
     parser = argparse.ArgumentParser(prog="sessiond", description=(
         "Session management and memory for coding assistants, over MCP."))
@@ -46,7 +47,7 @@ def _parser():
     sub.add_parser("demo", help="start the stack, call the tools through MCP, stop")
     ui = sub.add_parser("ui", help="serve the web dashboard (memories, projects, sessions, "
                         "the stack) on 127.0.0.1")
-    ui.add_argument("--port", type=int, default=47813, help="port (0: any free one)")
+    ui.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (0: any free one)")
     ui.add_argument("--host", default="127.0.0.1",
                     help="address to bind; anything but loopback requires the token")
     ui.add_argument("--open", action="store_true", help="open it in the default browser")

@@ -24,6 +24,7 @@ from shared import protocol as p
 from shared.config import Config, zone_of
 from shared.errors import ServiceError, StackError
 from shared.version import VERSION
+from webui.deletion import PendingDeletes
 from webui.render import make_env
 
 log = logging.getLogger("sessiond.ui")
@@ -42,8 +43,6 @@ class Dashboard:
         self.env = make_env(self.tz)
         self.pid = os.getpid()
         self._facets: tuple[float, dict[str, Any]] | None = None
-        from webui.deletion import PendingDeletes
-
         self.deletes = PendingDeletes()
 
     @contextlib.asynccontextmanager

@@ -22,9 +22,6 @@ from webui.security import Access, is_loopback, ui_token
 
 log = logging.getLogger("sessiond.ui")
 
-DEFAULT_PORT = 47813
-
-
 def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # IPPROTO_TCP named, not 0: asyncio turns Nagle off (TCP_NODELAY) only on connections whose
