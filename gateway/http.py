@@ -84,15 +84,30 @@ class BearerToken:
                     "body": b'{"error": "unauthorized: a valid bearer token is required"}'})
 
 
-async def serve_http(cfg: Config, host: str, port: int) -> None:
-    """Serve the gateway's tools over HTTP until SIGTERM/SIGINT (uvicorn handles both)."""
+async def serve_http(cfg: Config, host: str, port: int, *, dashboard: bool = False) -> None:
+    """Serve the gateway's tools over HTTP until SIGTERM/SIGINT (uvicorn handles both); with
+    ``dashboard``, the web dashboard too, on the same port behind the same token."""
     from gateway.server import build_server
 
     token = token_for(cfg, host)
     middleware = [Middleware(BearerToken, token=token)] if token else []
     mcp = build_server(cfg)
-    log.info("serving MCP over HTTP on %s:%d%s (%s)", host, port, MCP_PATH,
-             "bearer token required" if token else "loopback, no token")
+    log.info("serving MCP over HTTP on %s:%d%s (%s)%s", host, port, MCP_PATH,
+             "bearer token required" if token else "loopback, no token",
+             ", the dashboard at /" if dashboard else "")
+    if dashboard:
+        import uvicorn
+
+        from webui.server import beside_mcp, listen
+
+        sock = listen(host, port)
+        app = beside_mcp(cfg, mcp.http_app(path=MCP_PATH, transport="http",
+                                           middleware=middleware), MCP_PATH, host,
+                         sock.getsockname()[1], token)
+        server = uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False,
+                                               lifespan="on", timeout_graceful_shutdown=2))
+        await server.serve(sockets=[sock])
+        return
     await mcp.run_http_async(
         show_banner=False, transport="http", host=host, port=port, path=MCP_PATH,
         middleware=middleware, uvicorn_config={"log_config": None})

@@ -100,6 +100,10 @@ def main(argv: list[str] | None = None) -> int:
         return ExitCode.CONFIG
     match args.command:
         case "serve":
+            if args.ui and not args.http:
+                print("sessiond serve: --ui serves the dashboard beside MCP over HTTP: give "
+                      "--http HOST:PORT too (or run `sessiond ui`)", file=sys.stderr)
+                return ExitCode.USAGE
             return services.serve_http(cfg, args) if args.http else _serve(cfg, args.log_stderr)
         case "hub":
             return services.run_hub(cfg, args)

@@ -45,6 +45,8 @@ def extend_serve(serve: argparse.ArgumentParser) -> None:
                        "http://HOST:PORT/mcp instead of stdio (a bearer token is required "
                        "beyond loopback)")
     _connect_option(serve, "the hub's client endpoint (never start a stack)")
+    serve.add_argument("--ui", action="store_true", help="with --http: also serve the web "
+                       "dashboard on the same port (at /), behind the same token")
     serve.add_argument("--log-stderr", action="store_true", help="also log to stderr")
 
 
@@ -124,7 +126,7 @@ def serve_http(cfg: Config, args: argparse.Namespace) -> int:
     # handler that was there before: this one, so the process exits 0 after a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
-        asyncio.run(serve_http(cfg, host, port))
+        asyncio.run(serve_http(cfg, host, port, dashboard=args.ui))
     except KeyboardInterrupt:
         pass
     return ExitCode.OK

@@ -8,6 +8,7 @@ loopback the printed address carries the token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import sys
@@ -21,6 +22,7 @@ from webui.app import build_app
 from webui.security import Access, is_loopback, ui_token
 
 log = logging.getLogger("sessiond.ui")
+
 
 def listen(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -66,3 +68,22 @@ def serve(cfg: Config, host: str, port: int, open_browser: bool,
                                            lifespan="on", timeout_graceful_shutdown=3))
     asyncio.run(server.serve(sockets=[sock]))
     return ExitCode.OK
+
+
+def beside_mcp(cfg: Config, mcp_app, mcp_path: str, host: str, port: int, token: str | None):
+    """One ASGI app for ``sessiond serve --http ... --ui``: MCP at ``mcp_path`` (behind its own
+    middleware), the dashboard everywhere else, behind the same token (a browser gives it once
+    as ``?token=``, then carries the cookie). Both apps' lifespans run in the outer one."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount, Route
+
+    ui_app = build_app(cfg, Access(host=host, port=port, token=token))
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app):
+        async with mcp_app.router.lifespan_context(mcp_app), \
+                ui_app.router.lifespan_context(ui_app):
+            yield
+
+    return Starlette(routes=[Route(mcp_path, endpoint=mcp_app), Mount("/", app=ui_app)],
+                     lifespan=lifespan)
