@@ -15,6 +15,8 @@ import shutil
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -228,3 +230,13 @@ def test_the_compose_topology_runs_apart_over_tcp_with_curve(topology):
     assert stack["auth_refused"] == 0
     gateway_check = healthcheck(spec, "gateway", envs["gateway"], ports, variables)
     assert gateway_check.wait(90) == 0, gateway_check.stdout.read()
+    # the gateway also serves the dashboard (--ui), behind the same token: its stack page
+    # lists every worker it reaches over TCP
+    dashboard = url.removesuffix("/mcp") + "/stack"
+    request = urllib.request.Request(dashboard, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        page = reply.read().decode()
+    assert page.count("data-worker=") == 4, page
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(dashboard, timeout=30)
+    assert refused.value.code == 401
