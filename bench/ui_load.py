@@ -169,6 +169,10 @@ def browser_runs(base: str, paths: dict, rounds: int) -> dict:
             page.wait_for_function("q => { const s = document.querySelector('#summary');"
                                    " return s && s.dataset.q === q; }", arg=q)
             keys, updates = page.evaluate("() => [window.__keys, window.__shown]")
+            # the server searches the text stripped ("how " is "how"), and the page's results
+            # name the text they answer as it was searched
+            keys = [(at, _searched(text)) for at, text in keys]
+            updates = [(at, _searched(text)) for at, text in updates]
             typed += len(keys)
             texts = [text for _, text in keys]
             for i, (at, text) in enumerate(keys):
@@ -182,6 +186,10 @@ def browser_runs(base: str, paths: dict, rounds: int) -> dict:
         out["typing"] = {**percentiles(latencies), "keystrokes": typed, "shown": shown}
         chromium.close()
     return out
+
+
+def _searched(text: str | None) -> str:
+    return (text or "").strip()
 
 
 def main(argv: list[str] | None = None) -> None:
