@@ -72,6 +72,17 @@ def installed(sd_env, project: Path) -> dict[str, str]:
     return installed_hooks(project)
 
 
+def write_handoff(sd_env: dict[str, str], project: Path, recommendation: str) -> None:
+    """The handoff a session of ``project`` left, recommending one thing."""
+    now = datetime.now(UTC)
+    handoff.write(load_config(sd_env), handoff.SessionSummary(
+        session_id="s0", project=project.name, root=str(project.resolve()), branch="",
+        started_at=now.isoformat(), ended_at=now.isoformat(), duration_s=60,
+        start_score=None, end_score=None, trend=[], memories_total=0, memories=[],
+        files_changed=[], files_changed_total=0, commits_since_start=None, start_head="",
+        end_head="", recommendations=[recommendation]), now)
+
+
 def starts_with_each(contents: list[str], prefixes: set[str]) -> None:
     for prefix in prefixes:
         assert sum(c.startswith(prefix) for c in contents) == 1, (prefix, contents)
@@ -289,14 +300,7 @@ def test_hooks_start_a_stack_without_waiting_for_it():
     try:
         transcript = claude_home(user_home, project)
         hooks = installed(sd_env, project)
-        cfg = load_config(sd_env)
-        now = datetime.now(UTC)
-        handoff.write(cfg, handoff.SessionSummary(
-            session_id="s0", project="cold", root=str(project.resolve()), branch="",
-            started_at=now.isoformat(), ended_at=now.isoformat(), duration_s=60,
-            start_score=None, end_score=None, trend=[], memories_total=0, memories=[],
-            files_changed=[], files_changed_total=0, commits_since_start=None, start_head="",
-            end_head="", recommendations=["Write the refund test"]), now)
+        write_handoff(sd_env, project, "Write the refund test")
         assert stack_info(base) is None
         done = run_hook(hooks["session-start"], project, user_home,
                         hook_input("session-start", project, transcript, session="s1"))
@@ -371,14 +375,7 @@ def test_session_start_never_starts_a_stack_beside_a_hub_elsewhere():
     try:
         transcript = claude_home(user_home, project)
         hooks = installed(sd_env, project)
-        cfg = load_config(sd_env)
-        now = datetime.now(UTC)
-        handoff.write(cfg, handoff.SessionSummary(
-            session_id="s0", project="remote", root=str(project.resolve()), branch="",
-            started_at=now.isoformat(), ended_at=now.isoformat(), duration_s=60,
-            start_score=None, end_score=None, trend=[], memories_total=0, memories=[],
-            files_changed=[], files_changed_total=0, commits_since_start=None, start_head="",
-            end_head="", recommendations=["Ask the team hub"]), now)
+        write_handoff(sd_env, project, "Ask the team hub")
         remote = {"SESSIOND_HUB_HOST": "127.0.0.1", "SESSIOND_TCP_CLIENT_PORT": str(free_port())}
         done = run_hook(hooks["session-start"], project, user_home,
                         hook_input("session-start", project, transcript, session="s1"),
