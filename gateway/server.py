@@ -8,6 +8,7 @@ finds (or starts) through the data dir. Nothing but MCP JSON-RPC is written to s
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import importlib
 import logging
 import os
@@ -18,6 +19,7 @@ from fastmcp.exceptions import ToolError
 from fastmcp.server.lifespan import lifespan
 
 from gateway.consent import AskUserMiddleware
+from gateway.metrics import CountingMiddleware, ToolCalls
 from gateway.permissions import Permissions
 from gateway.query_cache import QueryCache
 from gateway.sessions import Sessions
@@ -130,25 +132,31 @@ class Gateway:
 
 def build_server(cfg: Config) -> FastMCP:
     gateway = Gateway(cfg)
+    calls = ToolCalls(cfg)
 
     @lifespan
     async def stack_lifespan(_server):
         log.info("gateway %d up for %s", os.getpid(), cfg.home)
         starting = asyncio.create_task(gateway.warm_up())
         beat = asyncio.create_task(gateway.keepalive())
+        counts = asyncio.create_task(calls.keep_written())
         try:
             yield {"gateway": gateway}
         finally:
             beat.cancel()
             starting.cancel()
+            counts.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await counts  # its last write
             gateway.client.close()
 
-    # The middleware returns a permission question as the tool's result on 2026-07-28
-    # connections (gateway.consent).
+    # Every tool call is counted (gateway.metrics); the second middleware returns a permission
+    # question as the tool's result on 2026-07-28 connections (gateway.consent).
     mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan,
-                  middleware=[AskUserMiddleware()])
+                  middleware=[CountingMiddleware(calls), AskUserMiddleware()])
     from gateway import (
         memory_tools,
+        metrics_tool,
         permission_tools,
         prompts,
         resources,
@@ -162,6 +170,7 @@ def build_server(cfg: Config) -> FastMCP:
     memory_tools.register(mcp, gateway)
     search_tools.register(mcp, gateway)
     permission_tools.register(mcp, gateway)
+    metrics_tool.register(mcp, gateway, calls)
     prompts.register(mcp, gateway)
     resources.register(mcp, gateway)
     return mcp

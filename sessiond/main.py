@@ -40,6 +40,11 @@ def _parser():
     status.add_argument("--json", action="store_true", help="print the status tool's result")
     services.extend_health(sub.add_parser("health", help="probe every component; exit 0 if "
                                           "healthy, 1 if not"))
+    metrics = sub.add_parser("metrics", help="tool calls, workers, backlog and memory as JSON "
+                             "or Prometheus text (through a real gateway)")
+    services.extend_client(metrics)
+    metrics.add_argument("--prometheus", action="store_true",
+                         help="the Prometheus text format instead of JSON")
     call = sub.add_parser("call", help="call any MCP tool through a real gateway")
     services.extend_client(call)
     call.add_argument("tool")
@@ -119,6 +124,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.service:
                 return services.service_health(cfg, args.service)
             return _health(cfg, args.url)
+        case "metrics":
+            return _metrics(cfg, args)
         case "call":
             try:
                 arguments = json.loads(args.arguments)
@@ -214,6 +221,18 @@ def _status(cfg, args) -> int:
         print(f"sessiond: status failed: {payload}", file=sys.stderr)
         return ExitCode.FAILED
     print(render(payload))
+    return ExitCode.OK
+
+
+def _metrics(cfg, args) -> int:
+    if not args.prometheus:
+        return _print_tool(cfg, "metrics", {}, args.url)
+    logging.disable(logging.WARNING)
+    is_error, payload = asyncio.run(_call(cfg, "metrics", {"format": "prometheus"}, args.url))
+    if is_error or not isinstance(payload, dict):
+        print(f"sessiond: metrics failed: {payload}", file=sys.stderr)
+        return ExitCode.FAILED
+    print(payload["prometheus"], end="")
     return ExitCode.OK
 
 
