@@ -8,7 +8,6 @@ import time
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-import psutil
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import Field
@@ -61,6 +60,8 @@ class MetricsResult:
 
 
 def _rss(pid: int) -> int | None:
+    import psutil  # here: a gateway starts without it
+
     try:
         return psutil.Process(pid).memory_info().rss
     except psutil.Error:
