@@ -9,7 +9,6 @@ import logging
 import os
 import sys
 
-from sessiond import keys, services
 from shared.config import load_config
 from shared.errors import ConfigError, StackError
 from shared.exitcodes import ExitCode
@@ -21,6 +20,7 @@ HOOK_EVENTS = ("session-start", "pre-compact", "session-end", "stop")
 def _parser():
     import argparse  # here: a hook command starts without it (see main)
 
+    from sessiond import keys, services  # (keys: zmq.auth, with asyncio and ssl)
     from shared.version import VERSION
     from webui import DEFAULT_PORT
 
@@ -95,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_hook(argv[1])
     args = _parser().parse_args(argv)
+    from sessiond import keys, services
     if args.command == "keys":  # writes files only; needs no (and may precede any) config
         return keys.run(args)
     try:
