@@ -54,6 +54,12 @@ class RawMcpClient:
             proc.kill()
             await proc.wait()
 
+    @property
+    def pid(self) -> int:
+        """The gateway process's pid."""
+        assert self._proc is not None
+        return self._proc.pid
+
     async def _send(self, message: dict[str, Any]) -> None:
         assert self._proc is not None and self._proc.stdin is not None
         self._proc.stdin.write(json.dumps(message).encode() + b"\n")
