@@ -45,6 +45,7 @@ from store_worker.memory_store import MemoryStore
 
 CLUSTERED_FROM = 200_000
 SEARCH_SHARE = 0.8
+QUERIES_PER_GATEWAY = 4000  # more than a gateway asks in a cell
 GONE = (psutil.Error, ValueError, IndexError)  # a process that ended, or an odd command line
 
 
@@ -74,7 +75,9 @@ def pct(samples: list[float]) -> dict[str, float]:
 async def one_gateway(env: dict[str, str], seconds: float, seed: int, out: dict) -> None:
     rng = random.Random(seed)
     corpus = Corpus(seed=seed)
-    queries = corpus.queries(200)
+    # distinct queries, never repeated: a repeat would be answered from the gateway's cache of
+    # query vectors and skip the embedding a new question costs
+    queries = iter(corpus.queries(QUERIES_PER_GATEWAY))
     async with RawMcpClient(env, REPO) as client:
         await client.call_tool("ping", {})
         out["gateway_pids"].append(client.pid)  # for its RSS and CPU
@@ -82,7 +85,7 @@ async def one_gateway(env: dict[str, str], seconds: float, seed: int, out: dict)
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             if rng.random() < SEARCH_SHARE:
-                name, args = "quick_search", {"query": rng.choice(queries)}
+                name, args = "quick_search", {"query": next(queries)}
             else:
                 name, args = "store_reflection", {"content": corpus.text(),
                                                   "project": "load-matrix"}
@@ -206,12 +209,12 @@ def plots(results: list[dict], folder: Path) -> list[str]:
     folder.mkdir(parents=True, exist_ok=True)
     written = []
     fig, ax = plt.subplots(figsize=(6, 4))
-    for op in ("quick_search", "store_reflection"):
+    for i, op in enumerate(("quick_search", "store_reflection")):
         for q, style in (("p50_ms", "-o"), ("p95_ms", "--o")):
             xs = [r["memories"] for r in results]
             ys = [next(c for c in r["cells"] if c["gateways"] == min(
                 x["gateways"] for x in r["cells"]))[op].get(q) for r in results]
-            ax.plot(xs, ys, style, label=f"{op} {q[:3]}")
+            ax.plot(xs, ys, style, color=f"C{i}", label=f"{op} {q[:3]}")
     ax.set_xscale("log")
     ax.set_xlabel("memories")
     ax.set_ylabel("ms")
@@ -222,12 +225,12 @@ def plots(results: list[dict], folder: Path) -> list[str]:
     written.append(str(folder / "latency_vs_size.png"))
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(6, 4))
-    for r in results:
+    for i, r in enumerate(results):
         xs = [c["gateways"] for c in r["cells"]]
         ax.plot(xs, [c["quick_search"].get("p50_ms") for c in r["cells"]], "-o",
-                label=f"search p50, {r['memories']:,}")
+                color=f"C{i}", label=f"search p50, {r['memories']:,}")
         ax.plot(xs, [c["quick_search"].get("p95_ms") for c in r["cells"]], "--o",
-                label=f"search p95, {r['memories']:,}")
+                color=f"C{i}", label=f"search p95, {r['memories']:,}")
     ax.set_xlabel("concurrent gateways")
     ax.set_ylabel("ms")
     ax.set_title("Search latency against concurrency")
@@ -249,7 +252,19 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--json", help="write the results here")
     ap.add_argument("--plots", help="write PNG plots into this folder")
     ap.add_argument("--keep", help="a folder for the filled data dirs, kept and reused")
+    ap.add_argument("--combine", nargs="+", metavar="JSON",
+                    help="measure nothing: the table and plots of earlier runs' --json files")
     args = ap.parse_args(argv)
+    if args.combine:
+        runs = [json.loads(Path(f).read_text()) for f in args.combine]
+        results = sorted((r for run in runs for r in run["results"]),
+                         key=lambda r: r["memories"])
+        print(markdown(results))
+        for run in runs:
+            print(f"{run['machine']}; load average {run['load_before']} -> {run['load_after']}")
+        if args.plots:
+            plots(results, Path(args.plots))
+        return
     base = Path(args.keep or tempfile.mkdtemp(prefix="sd-matrix-"))
     out = {"machine": machine(), "load_before": os.getloadavg(), "seconds": args.seconds,
            "results": []}

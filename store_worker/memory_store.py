@@ -105,6 +105,7 @@ class MemoryStore:
         twice."""
         if self._con is not None:
             try:
+                self.vectors.close()  # a running ANN build stops; the snapshot goes without it
                 self.flush()
                 if self.linker.pending:  # best effort: what is left is not checked again
                     embeddings.link_superseded(self, CLOSE_LINK_BUDGET_S)

@@ -3,11 +3,13 @@ kept up to date, answers like the exact scan, saved and loaded with the index sn
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import numpy as np
 import pytest
-from conftest import wait_for
+from conftest import REPO, wait_for
 
 from store_worker.indexes import accelerated_index, snapshot
 from store_worker.indexes.accelerated_index import AcceleratedIndex
@@ -199,3 +201,32 @@ def test_chunk_vectors_get_their_own_approximate_index(tmp_path, data):
         assert s.vectors.chunks.kind.startswith("exact+")  # loaded with the snapshot
         hit = s.search("conversation", query_vector=data[9], limit=1).hits[0]
         assert hit["id"] == key.split("#")[0]
+
+
+BUILD_THEN_EXIT = """
+import sys, time
+import numpy as np
+from store_worker.indexes.accelerated_index import AcceleratedIndex
+index = AcceleratedIndex(384, 1024, ann_min_rows=1000)
+v = np.random.default_rng(1).standard_normal((40000, 384), dtype=np.float32)
+index.add(np.arange(40000), v / np.linalg.norm(v, axis=1, keepdims=True))
+time.sleep(0.3)
+assert "building" in index.kind, index.kind
+index.close()
+assert index.kind == "exact", index.kind
+index.add(np.arange(40000, 40010), v[:10])  # no build starts once closed
+assert index.kind == "exact", index.kind
+print("closed", flush=True)
+"""
+
+
+def test_closing_stops_a_running_build_and_the_process_exits_cleanly():
+    """A store closed while its HNSW build runs (a stack stopped minutes after opening a large
+    store): the build stops between two batches and the process exits 0. Before, the build's
+    thread was still inside the C++ library at interpreter exit, which aborted the process
+    ("terminate called without an active exception", exit code 134)."""
+    done = subprocess.run([sys.executable, "-c", BUILD_THEN_EXIT], cwd=REPO,
+                          capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "closed"
+    assert "terminate called" not in done.stderr

@@ -37,6 +37,7 @@ OVERSAMPLE = 4  # ANN candidates asked per result needed (before the mask)
 MAX_CANDIDATES = 1600  # beyond ~1.6k candidates the HNSW search costs as much as the exact scan
 BUILD_ATTEMPTS = 4  # builds tried before the exact scan serves alone for good
 BUILD_RETRY_S = 30.0  # wait before the second attempt; doubled before each later one
+BUILD_BATCH = 8192  # vectors added between two looks at a stop request (~2 s on one core)
 
 
 class AcceleratedIndex:
@@ -53,6 +54,7 @@ class AcceleratedIndex:
         self.ann_build_s: float | None = None
         self.ann_error = ""  # why the last build failed ("" once one succeeded)
         self.ann_failures = 0  # failed builds
+        self._stop = threading.Event()  # closing: no build starts, a running one stops
 
     @property
     def kind(self) -> str:
@@ -99,7 +101,7 @@ class AcceleratedIndex:
     def start_build(self) -> None:
         """Build the ANN from the current vectors in a background thread."""
         with self._lock:
-            if self._building is not None:
+            if self._building is not None or self._stop.is_set():
                 return
             labels, matrix = self.exact.rows()  # a copy of the labels, a view of the matrix
             self.exact.compaction_allowed = False  # the view must keep its rows in place
@@ -113,8 +115,13 @@ class AcceleratedIndex:
             # One thread: a build at 200k takes about a minute and must not starve the searches,
             # stores and embeddings running meanwhile on a 2-core machine.
             ann = AnnIndex(self.dim, capacity=len(labels) + len(labels) // 4, threads=1)
-            live = labels >= 0
-            ann.add(labels[live], matrix[live])
+            live = np.flatnonzero(labels >= 0)
+            for lo in range(0, len(live), BUILD_BATCH):
+                if self._stop.is_set():  # closing: the snapshot goes without it
+                    self._build_stopped()
+                    return
+                rows = live[lo:lo + BUILD_BATCH]
+                ann.add(labels[rows], matrix[rows])
         except Exception as exc:  # noqa: BLE001 - any failure is logged and retried later
             self._build_failed(exc)
             return
@@ -132,6 +139,26 @@ class AcceleratedIndex:
             self.ann_error = ""
         log.info("approximate index (%s) built over %d vectors in %.1f s", ann.kind,
                  len(ann), self.ann_build_s)
+
+    def _build_stopped(self) -> None:
+        with self._lock:
+            self._building = None
+            self._pending.clear()
+            self.exact.compaction_allowed = True
+        log.info("approximate index build stopped: the index is closing")
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Stop a running build (between two batches) and any pending retry, and wait for it:
+        a build thread inside the C++ library must not outlive the store (at interpreter exit
+        that aborts the process)."""
+        self._stop.set()
+        with self._lock:
+            retry, self._retry = self._retry, None
+            thread = self._building
+        if retry is not None:
+            retry.cancel()
+        if thread is not None:
+            thread.join(timeout_s)
 
     def _build_failed(self, exc: BaseException) -> None:
         with self._lock:

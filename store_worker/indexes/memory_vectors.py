@@ -152,6 +152,11 @@ class MemoryVectors:
         self.whole.maybe_build()
         self.chunks.maybe_build()
 
+    def close(self) -> None:
+        """Stop the ANN builds (see ``AcceleratedIndex.close``)."""
+        self.whole.close()
+        self.chunks.close()
+
     def wait_ready(self, timeout_s: float) -> bool:
         ok = self.whole.wait_ready(timeout_s)
         self.chunks.wait_ready(timeout_s)
