@@ -28,6 +28,7 @@ from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config
 from shared.errors import ServiceError, StackError, Unreachable
+from shared.version import VERSION
 
 log = logging.getLogger("sessiond.gateway")
 
@@ -151,8 +152,9 @@ def build_server(cfg: Config) -> FastMCP:
             gateway.client.close()
 
     # Every tool call is counted (gateway.metrics); the second middleware returns a permission
-    # question as the tool's result on 2026-07-28 connections (gateway.consent).
-    mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, lifespan=stack_lifespan,
+    # question as the tool's result on 2026-07-28 connections (gateway.consent). ``version``:
+    # initialize / server/discover name sessiond's own version, not fastmcp's.
+    mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, version=VERSION, lifespan=stack_lifespan,
                   middleware=[CountingMiddleware(calls), AskUserMiddleware()])
     from gateway import (
         memory_tools,

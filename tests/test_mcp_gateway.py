@@ -10,10 +10,14 @@ import sys
 import psutil
 from conftest import REPO, call, gateway_client, stack_info, wait_all_ready
 
+from shared.version import VERSION
+
 
 def test_initialize_list_and_call_tools(env, home):
     async def scenario():
         async with gateway_client(env) as client:
+            info = client.server_info  # from server/discover: sessiond's, not the framework's
+            assert (info.name, info.version) == ("sessiond", VERSION)
             tools = {t.name: t for t in await client.list_tools()}
             assert {"ping", "status", "health_check"} <= set(tools)
             for name in ("ping", "status", "health_check"):
@@ -32,6 +36,17 @@ def test_initialize_list_and_call_tools(env, home):
             assert all(c["latency_ms"] >= 0 for c in health["components"])
 
     asyncio.run(scenario())
+
+
+def test_initialize_names_sessiond_and_its_version(env):
+    """The handshake-era ``initialize`` reply (what Claude Code reads) names sessiond and its
+    own version, not the MCP framework's."""
+    async def scenario():
+        async with gateway_client(env, mode="legacy") as client:
+            return client.initialize_result.serverInfo
+
+    info = asyncio.run(scenario())
+    assert (info.name, info.version) == ("sessiond", VERSION)
 
 
 def test_two_gateways_at_once_share_one_stack(env, home):
