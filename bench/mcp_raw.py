@@ -26,17 +26,20 @@ class ToolCallError(RuntimeError):
 
 
 class RawMcpClient:
-    def __init__(self, env: dict[str, str], cwd: Path) -> None:
+    def __init__(self, env: dict[str, str], cwd: Path, command: list[str] | None = None) -> None:
+        """``command`` starts the gateway (default: this interpreter, ``-m sessiond serve``)."""
         self.env = env
         self.cwd = cwd
+        self.command = command or [sys.executable, "-m", "sessiond", "serve"]
+        self.initialize_result: dict[str, Any] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._next_id = 0
 
     async def __aenter__(self) -> Self:
         self._proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "sessiond", "serve", cwd=str(self.cwd), env=self.env,
+            *self.command, cwd=str(self.cwd), env=self.env,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
-        await self._request("initialize", {
+        self.initialize_result = await self._request("initialize", {
             "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
             "clientInfo": {"name": "sessiond-bench-raw", "version": "0"}})
         await self._send({"jsonrpc": "2.0", "method": "notifications/initialized"})
