@@ -1,7 +1,17 @@
 """The embed worker: all-MiniLM-L6-v2 vectors for the store (memories and queries).
 
-Requests that arrive together are coalesced (a few ms at most), queries go ahead of bulk
-documents, and each chunk is planned into length-sorted batches by the model. (Query vectors
+Two lanes share the one model (an ONNX session runs calls from several threads at once):
+
+- the **query lane**, a thread of its own, embeds what a user waits for (a search's query
+  vector, a ping) at once, so it never waits behind bulk work;
+- the **bulk lane**, the compute thread, embeds documents (the store's backfill, an import):
+  requests that arrive together are coalesced (a few ms at most) and each chunk is planned into
+  length-sorted batches by the model. Its thread runs at a lower OS priority (nice
+  ``BULK_NICE``), so on a busy machine the query lane, the store's acks and the gateways get the
+  cores first, and bulk work takes what is left. (A query request too large for the query lane
+  goes to the bulk lane, ahead of the documents.)
+
+(Query vectors
 are cached by the gateway, before any round trip: with LRU routing across a pool a per-worker
 cache would hit only 1/N of the time.) If the model cannot load, the worker still
 registers and answers: ``Ping`` reports ``unhealthy`` with the reason and ``Embed`` answers
@@ -11,7 +21,9 @@ registers and answers: ``Ping`` reports ``unhealthy`` with the reason and ``Embe
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import threading
 import time
 
 import numpy as np
@@ -26,6 +38,28 @@ log = logging.getLogger("sessiond.embed")
 MAX_TEXTS = 4096  # per request
 MAX_CHARS = 20_000  # per text; far beyond 256 tokens, so cutting here changes no vector
 COALESCE_S = 0.002  # how long to wait for company when the pending work is small
+QUERY_LANE_MAX_TEXTS = 16  # a query request of more texts goes to the bulk lane
+BULK_NICE = 10  # added to the bulk thread's nice value (Linux: per thread)
+
+
+def is_foreground(body: p.RequestBody | None) -> bool:
+    """Does this request go to the query lane (a user waits for it)?"""
+    if isinstance(body, p.Ping):
+        return True
+    return (isinstance(body, p.Embed) and body.kind == "query"
+            and 0 < len(body.texts) <= QUERY_LANE_MAX_TEXTS)
+
+
+def lower_thread_priority(increment: int) -> bool:
+    """Raise this thread's nice value by ``increment`` (on Linux a thread has its own); False
+    where that is not possible (then it runs at the process's priority)."""
+    try:
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + increment)
+    except (AttributeError, OSError) as exc:
+        log.info("bulk lane keeps the process's priority: %s", exc)
+        return False
+    return True
 
 
 class EmbedWorker(Worker):
@@ -37,7 +71,9 @@ class EmbedWorker(Worker):
 
         self.dim, self.model_id = DIM, MODEL_ID  # the id of the model loaded, once it is
         self.scheduler = Scheduler()
-        self.texts_embedded = 0
+        self.texts_embedded = 0  # by the bulk lane
+        self.queries_embedded = 0  # by the query lane
+        self.lane: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         self.load_error = ""
         t0 = time.monotonic()
         try:
@@ -63,10 +99,64 @@ class EmbedWorker(Worker):
 
     def stats(self) -> dict[str, str | int | float | bool]:
         return {"model": self.model_id, "model_loaded": self.model is not None,
-                "texts_embedded": self.texts_embedded}
+                "texts_embedded": self.texts_embedded + self.queries_embedded,
+                "queries_embedded": self.queries_embedded}
 
-    # ------------------------------------------------------------ compute thread
+    def submit(self, delivery: Delivery) -> None:
+        """On the IO thread: a query or ping to the query lane, the rest to the bulk lane."""
+        (self.lane if is_foreground(delivery.body) else self.inbox).put(delivery)
+
+    # ------------------------------------------------------------ query lane
+    def query_loop(self) -> None:
+        """Answer queries and pings as they come, whatever the bulk lane is doing; queries
+        that arrive together are embedded in one call."""
+        while (first := self.lane.get()) is not None:
+            batch, stop = [first], False
+            while len(batch) < QUERY_LANE_MAX_TEXTS:
+                try:
+                    more = self.lane.get_nowait()
+                except queue.Empty:
+                    break
+                if more is None:
+                    stop = True
+                    break
+                batch.append(more)
+            self._answer_queries(batch)
+            if stop:
+                break
+        self.close_waker()
+
+    def _answer_queries(self, batch: list[Delivery]) -> None:
+        jobs: list[tuple[Delivery, list[str]]] = []
+        for delivery in batch:
+            if not isinstance(delivery.body, p.Embed):
+                self.finish(delivery, self.answer(delivery))  # a ping
+                continue
+            try:
+                jobs.append((delivery, self._validate(delivery.body)))
+            except (BadRequest, Unavailable) as exc:
+                self.finish(delivery, p.Error(code=exc.code, message=exc.message))
+        if not jobs:
+            return
+        texts = [t for _, ts in jobs for t in ts]
+        try:
+            vectors = self.model.embed(texts)
+        except Exception as exc:  # ONNX or the tokenizer failed: answer and keep serving
+            log.exception("embedding %d query texts failed", len(texts))
+            for delivery, _ in jobs:
+                self.finish(delivery, p.Error(code="internal", message=f"model failed: {exc}"))
+            return
+        self.queries_embedded += len(texts)
+        row = 0
+        for delivery, ts in jobs:
+            self._reply(delivery, vectors[row:row + len(ts)])
+            row += len(ts)
+
+    # ------------------------------------------------------------ bulk lane (compute thread)
     def compute_loop(self) -> None:
+        lane = threading.Thread(target=self.query_loop, name="embed-query-lane")
+        lane.start()
+        lower_thread_priority(BULK_NICE)
         stopping = False
         while not stopping or self.scheduler:
             if not self.scheduler:
@@ -76,6 +166,8 @@ class EmbedWorker(Worker):
                 self._admit(delivery)
             stopping = self._gather() or stopping
             self._run_chunk()
+        self.lane.put(None)
+        lane.join()
         self.teardown()
         self.close_waker()
 

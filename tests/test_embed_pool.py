@@ -168,6 +168,67 @@ def test_a_query_does_not_wait_behind_a_bulk_job(pool):
     assert done["query"] < min(done["bulk0"], done["bulk1"])
 
 
+def _bulk_chunks(texts: list[str]) -> int:
+    """How many chunks the bulk lane cuts ``texts`` into (the scheduler's own plan)."""
+    from tokenizers import Tokenizer
+
+    from embed_worker.model import MAX_TOKENS, default_tokenizer_path
+    from embed_worker.scheduler import Job, Scheduler
+
+    tok = Tokenizer.from_file(str(default_tokenizer_path()))
+    tok.enable_truncation(max_length=MAX_TOKENS)
+    lengths = [len(e.ids) for e in tok.encode_batch(texts)]
+    sched = Scheduler()
+    sched.add(Job(key=None, texts=texts, lengths=lengths, is_query=False,
+                  out=np.empty((len(texts), 384), dtype=np.float32)))
+    chunks = 0
+    while sched.next_chunk():
+        chunks += 1
+    return chunks
+
+
+def _nice_values(pid: int) -> list[int]:
+    """The nice value of each thread of ``pid`` (Linux /proc)."""
+    out = []
+    for stat in Path(f"/proc/{pid}/task").glob("*/stat"):
+        fields = stat.read_text().rsplit(")", 1)[1].split()
+        out.append(int(fields[16]))  # field 19 of stat; fields[0] here is field 3
+    return out
+
+
+def test_queries_are_answered_while_bulk_chunks_run(pool):
+    """The query lane: a query is embedded at once, not after the bulk chunk in hand. Queries
+    sent one after another while both workers embed bulk documents: waiting for chunk ends
+    (the bulk lane's own order), at most one query per chunk could be answered; the lane
+    answers many per chunk. The bulk lane's thread runs at a lower priority (nice)."""
+    cfg = pool
+    bulk = [f"bulk document {i}: the deploy pipeline stalled on topic {i % 17} because the "
+            "cache of build artifacts was invalidated by a migration nobody announced, so "
+            "every runner fetched the whole dependency tree again and timed out" for i in range(320)]
+    chunks = 2 * _bulk_chunks(bulk)  # two requests, one per worker
+
+    async def scenario(client):
+        tasks = [asyncio.create_task(embed(client, bulk, timeout_s=120)) for _ in range(2)]
+        await asyncio.sleep(0.2)
+        answered = 0
+        while not any(t.done() for t in tasks):
+            reply = await embed(client, [f"query {answered} about the pipeline"], kind="query")
+            assert vectors(reply).shape == (1, 384)
+            answered += 1
+        results = await asyncio.gather(*tasks)
+        await asyncio.sleep(3 * cfg.heartbeat_interval_s)  # the workers report their counters
+        info = await client.request(p.SERVICE_HUB, p.StackStatus())
+        return answered, results, [w for w in info.workers if w.service == "embed"]
+
+    answered, results, workers = run(cfg, scenario)
+    assert all(vectors(r).shape == (len(bulk), 384) for r in results)
+    assert answered > 3 * chunks, (answered, chunks)
+    assert sum(w.stats["queries_embedded"] for w in workers) >= answered
+    for w in workers:
+        nices = _nice_values(w.pid)
+        assert max(nices) - min(nices) == 10, nices  # the bulk thread, below the others
+
+
 def test_kill9_during_bulk_loses_no_request(pool):
     cfg = pool
     bulk = [f"crash test sentence {i} with several ordinary words" for i in range(400)]
