@@ -1,9 +1,11 @@
 """Foreground latency while the store's embed filler backfills a large import.
 
 A stack serves a data dir of ``--memories`` memories (random unit vectors, written before it
-starts, so nothing is pending). A Python MCP client (``fastmcp.Client`` spawning
-``sessiond serve``) then measures ``store_reflection`` acks and ``quick_search`` answers, one call
-at a time, store and search alternating, twice in the same run:
+starts, so nothing is pending). Two Python MCP clients, each spawning ``sessiond serve``
+(the minimal JSON-RPC client of ``bench/mcp_raw.py``, then ``fastmcp.Client``, which adds 1-4 ms
+of its own CPU per call validating results), then measure ``store_reflection`` acks and
+``quick_search`` answers, one call at a time, store and search alternating, twice in the same
+run:
 
 1. **quiet**: no backlog;
 2. **busy**: right after ``--backlog`` distinct ~60-token texts were sent to the store with
@@ -17,6 +19,7 @@ query-cache hit). Prints p50/p95 per phase and the busy/quiet ratios, the load a
 the embed workers' counters.
 
 Usage: ``uv run python -m bench.busy_latency [--memories 1000] [--backlog 3000] [--calls 40]``
+(about a minute on 2 cores)
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from pathlib import Path
 from bench.cpu_meter import CpuMeter
 from bench.embed_raw import medium_texts
 from bench.harness import REPO, machine, percentiles, running_stack
+from bench.mcp_raw import RawMcpClient
 from bench.workload import Corpus, populate
 from shared import protocol as p
 from shared.client import HubClient
@@ -58,40 +62,43 @@ async def _pending(hub: HubClient) -> int:
     return (await hub.request(p.SERVICE_STORE, p.StoreStats())).data["pending_embeddings"]
 
 
-async def _timed_tool(client, name: str, args: dict) -> float:
-    t0 = time.perf_counter()
+async def _fastmcp_tool(client, name: str, args: dict) -> None:
     result = await client.call_tool(name, args, raise_on_error=False)
-    dt = time.perf_counter() - t0
     if result.is_error:
         raise RuntimeError(f"{name} failed: {result.content}")
-    return dt
 
 
-async def measure(client, hub: HubClient, corpus: Corpus, calls: int) -> dict:
-    """``calls`` store/search pairs (after ``WARMUP``), then ``calls`` query embeddings."""
+async def _pairs(call, corpus: Corpus, calls: int) -> dict:
+    """``calls`` store/search pairs after ``WARMUP``; ``call(name, args)`` makes one call."""
     now = datetime.now(UTC)
     queries = corpus.queries(WARMUP + calls)
-    stores, searches, embeds = [], [], []
-    pending_before = await _pending(hub)
-    meter = CpuMeter()
+    out: dict[str, list[float]] = {"store_reflection": [], "quick_search": []}
     for i in range(WARMUP + calls):
         item = corpus.item(now)
-        dt_store = await _timed_tool(client, "store_reflection",
-                                     {"content": item["content"], "project": item["project"]})
-        dt_search = await _timed_tool(client, "quick_search", {"query": queries[i]})
-        if i >= WARMUP:
-            stores.append(dt_store)
-            searches.append(dt_search)
+        for name, args in (("store_reflection", {"content": item["content"],
+                                                 "project": item["project"]}),
+                           ("quick_search", {"query": queries[i]})):
+            t0 = time.perf_counter()
+            await call(name, args)
+            if i >= WARMUP:
+                out[name].append(time.perf_counter() - t0)
+    return {name: percentiles(samples) for name, samples in out.items()}
+
+
+async def measure(clients: dict, hub: HubClient, corpus: Corpus, calls: int) -> dict:
+    """Store/search pairs through each client, then ``calls`` query embeddings via the hub."""
+    pending_before = await _pending(hub)
+    meter = CpuMeter()
+    out: dict = {name: await _pairs(call, corpus, calls) for name, call in clients.items()}
+    embeds = []
     for i in range(calls):
         t0 = time.perf_counter()
-        await hub.request(p.SERVICE_EMBED, p.Embed(texts=[f"embed probe {i} {queries[i]}"],
+        await hub.request(p.SERVICE_EMBED, p.Embed(texts=[f"embed probe {i} {corpus.query()}"],
                                                    kind="query"))
         embeds.append(time.perf_counter() - t0)
-    cpu = meter.stop()
-    return {"pending_before": pending_before, "pending_after": await _pending(hub),
-            "store_reflection": percentiles(stores), "quick_search": percentiles(searches),
-            "embed_query_via_hub": percentiles(embeds), "cpu": cpu,
-            "load_avg_1m": round(os.getloadavg()[0], 2)}
+    return out | {"pending_before": pending_before, "pending_after": await _pending(hub),
+                  "embed_query_via_hub": percentiles(embeds), "cpu": meter.stop(),
+                  "load_avg_1m": round(os.getloadavg()[0], 2)}
 
 
 async def _send_backlog(hub: HubClient, texts: list[str]) -> float:
@@ -116,12 +123,14 @@ async def run(env: dict[str, str], cfg, args) -> dict:
     hub = HubClient(endpoints(cfg).clients, default_timeout_s=120)
     out: dict = {}
     try:
-        async with _client(env) as client:
-            out["quiet"] = await measure(client, hub, corpus, args.calls)
+        async with RawMcpClient(env, REPO) as raw, _client(env) as fast:
+            clients = {"raw": raw.call_tool,
+                       "fastmcp": lambda name, args: _fastmcp_tool(fast, name, args)}
+            out["quiet"] = await measure(clients, hub, corpus, args.calls)
             await _wait_drained(hub, 60)  # the quiet phase's own stores
             texts = medium_texts(args.backlog, seed=91)
             out["backlog_acked_s"] = round(await _send_backlog(hub, texts), 2)
-            out["busy"] = await measure(client, hub, corpus, args.calls)
+            out["busy"] = await measure(clients, hub, corpus, args.calls)
             out["drain_s"] = round(await _wait_drained(hub, 600), 1)
         info = await hub.request(p.SERVICE_HUB, p.StackStatus())
         out["embed_workers"] = {w.name: w.stats for w in info.workers
@@ -131,11 +140,14 @@ async def run(env: dict[str, str], cfg, args) -> dict:
     return out
 
 
+def _pq(d: dict) -> str:
+    return f"{d['p50_ms']:7.2f} / {d['p95_ms']:7.2f}"
+
+
 def _row(name: str, phase: dict) -> str:
-    cells = []
-    for key in ("store_reflection", "quick_search", "embed_query_via_hub"):
-        d = phase[key]
-        cells.append(f"{d['p50_ms']:7.2f} / {d['p95_ms']:7.2f}")
+    cells = [_pq(phase[c][t]) for c in ("raw", "fastmcp")
+             for t in ("store_reflection", "quick_search")]
+    cells.append(_pq(phase["embed_query_via_hub"]))
     return (f"  {name:6s} {' | '.join(cells)} | pending {phase['pending_before']:>5} -> "
             f"{phase['pending_after']:>5} | load {phase['load_avg_1m']:.2f}, other "
             f"{phase['cpu']['other_cores']:.2f} cores")
@@ -162,16 +174,19 @@ def main(argv: list[str] | None = None) -> None:
     print(f"machine: {out['machine']}; {out['embed_workers_configured']} embed workers; "
           f"{args.memories} memories, backlog {args.backlog} texts (acked in "
           f"{out['backlog_acked_s']} s, drained {out['drain_s']} s after the busy phase)")
-    print("  phase  store_reflection p50/p95 ms | quick_search p50/p95 ms | "
-          "embed query via hub p50/p95 ms")
+    print("  p50 / p95 ms  raw: store_reflection | quick_search | fastmcp: store_reflection | "
+          "quick_search | embed query via hub")
     print(_row("quiet", out["quiet"]))
     print(_row("busy", out["busy"]))
-    for key in ("store_reflection", "quick_search", "embed_query_via_hub"):
-        q, b = out["quiet"][key]["p50_ms"], out["busy"][key]["p50_ms"]
-        target = TARGETS_MS.get(key)
-        bar = f" (target busy p50 <= {target:g} ms: {'pass' if b <= target else 'FAIL'})" \
-            if target else ""
-        print(f"  {key}: busy / quiet p50 = {b / q:.2f}{bar}")
+    for client in ("raw", "fastmcp"):
+        for key, target in TARGETS_MS.items():
+            q, b = out["quiet"][client][key]["p50_ms"], out["busy"][client][key]["p50_ms"]
+            verdict = "pass" if b <= target else "FAIL"
+            print(f"  {client} {key}: busy / quiet p50 = {b / q:.2f} (busy p50 {b:.2f}, "
+                  f"target <= {target:g} ms: {verdict})")
+    q, b = out["quiet"]["embed_query_via_hub"]["p50_ms"], out["busy"]["embed_query_via_hub"][
+        "p50_ms"]
+    print(f"  embed query via hub: busy / quiet p50 = {b / q:.2f}")
     if not out["busy"]["pending_after"]:
         print("  WARNING: the backlog drained before the busy phase ended; raise --backlog")
     print(f"  embed workers: {out['embed_workers']}")
