@@ -29,6 +29,7 @@ import time
 import numpy as np
 
 from embed_worker.scheduler import Job, Scheduler
+from shared import heap
 from shared import protocol as p
 from shared.errors import BadRequest, Unavailable
 from shared.worker import Delivery, Worker
@@ -40,6 +41,7 @@ MAX_CHARS = 20_000  # per text; far beyond 256 tokens, so cutting here changes n
 COALESCE_S = 0.002  # how long to wait for company when the pending work is small
 QUERY_LANE_MAX_TEXTS = 16  # a query request of more texts goes to the bulk lane
 BULK_NICE = 10  # added to the bulk thread's nice value (Linux: per thread)
+TRIM_AFTER_TEXTS = 64  # bulk texts embedded before the idle bulk lane trims the heap
 
 
 def is_foreground(body: p.RequestBody | None) -> bool:
@@ -81,12 +83,14 @@ class EmbedWorker(Worker):
                 intra_op_threads=self.cfg.embed_threads,
                 model_path=self.cfg.embed_model_path or None,
                 tokenizer_path=self.cfg.embed_tokenizer_path or None,
-                fast=self.cfg.embed_fast_model, cache_dir=self.cfg.model_cache_dir or None)
+                fast=self.cfg.embed_fast_model, cache_dir=self.cfg.model_cache_dir or None,
+                memory_arena=self.cfg.embed_memory_arena)
         except ModelLoadError as exc:
             self.model, self.load_error = None, str(exc)
             log.error("model not loaded, serving degraded: %s", exc)
             return
         self.model_id = self.model.model_id
+        heap.trim()  # what loading and optimising the graph freed
         log.info("model %s (%s) loaded in %.2fs (%d intra-op threads)", self.model_id,
                  self.model.model_path, time.monotonic() - t0, self.cfg.embed_threads)
 
@@ -158,8 +162,12 @@ class EmbedWorker(Worker):
         lane.start()
         lower_thread_priority(BULK_NICE)
         stopping = False
+        trimmed_at = self.texts_embedded
         while not stopping or self.scheduler:
             if not self.scheduler:
+                if self.texts_embedded - trimmed_at >= TRIM_AFTER_TEXTS and self.inbox.empty():
+                    heap.trim()  # idle after bulk work: back to the resting size
+                    trimmed_at = self.texts_embedded
                 delivery = self.inbox.get()
                 if delivery is None:
                     break

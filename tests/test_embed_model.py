@@ -193,3 +193,23 @@ def test_plan_batches_shapes() -> None:
     assert check_plan(lengths, 1024, 32) == [[1, 3, 2, 5], [0, 4]]
     with pytest.raises(ValueError):
         plan_batches([1], 0, 1)
+
+
+def test_bulk_work_leaves_no_memory_behind() -> None:
+    """Lean at rest: after a bulk batch and ``heap.trim`` (what the embed worker does when its
+    bulk lane goes idle) the process is back near its size before. With onnxruntime's CPU
+    arena (the old default) it kept ~50 MB of the batch's peak for good."""
+    import psutil
+
+    from bench.embed_raw import medium_texts
+    from shared import heap
+
+    fresh = Embedder.load(intra_op_threads=1, fast=False)
+    proc = psutil.Process()
+    fresh.embed(["warm up"])
+    heap.trim()
+    before = proc.memory_info().rss
+    fresh.embed(medium_texts(200, seed=3))
+    heap.trim()
+    grown_mb = (proc.memory_info().rss - before) / 2**20
+    assert grown_mb < 20, f"{grown_mb:.1f} MB kept after the batch"
