@@ -122,7 +122,7 @@ async def wait_ready(cfg: Config, timeout_s: float = 60, *, started: float | Non
                 for w in info.workers:
                     if w.state in ("ready", "busy"):
                         seen.setdefault(w.name, now)
-                if all(w.state == "ready" for w in info.workers):
+                if all(w.state in ("ready", "parked") for w in info.workers):
                     seen["all"] = now
                     return seen
             await asyncio.sleep(0.05)

@@ -45,6 +45,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     http_token_file: str = ""
     embed_workers: int = msgspec.field(default_factory=_default_embed_workers)
     embed_threads: int = 1  # ONNX intra-op threads per embed worker
+    # Embed workers that run while nothing is to embed; the rest start with a backlog and
+    # stop again after it (shared/supervisor.py).
+    embed_workers_at_rest: int = 1
+    embed_park_after_s: float = 30.0  # without embed requests: the extra workers stop
     # Model files; empty means the ones shipped in the packages (checked by sha256 either way).
     embed_model_path: str = ""
     embed_tokenizer_path: str = ""
@@ -171,8 +175,9 @@ def load_config(environ: dict[str, str] | None = None, *, create_dirs: bool = Tr
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.embed_workers < 1 or cfg.embed_threads < 1:
-        raise ConfigError("embed_workers and embed_threads must be at least 1")
+    if cfg.embed_workers < 1 or cfg.embed_threads < 1 or cfg.embed_workers_at_rest < 1:
+        raise ConfigError("embed_workers, embed_workers_at_rest and embed_threads must be at "
+                          "least 1")
     if cfg.heartbeat_interval_s <= 0 or cfg.heartbeat_liveness < 2:
         raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
     if cfg.decay_half_life_days <= 0:

@@ -120,6 +120,11 @@ class Hub:
     def queued_count(self) -> int:
         return sum(len(q) for q in list(self.queues.values()))
 
+    def service_load(self, service: str) -> int:
+        """Requests of ``service`` in its workers' hands or queued (a snapshot)."""
+        held = sum(len(w.inflight) for w in list(self.workers.values()) if w.service == service)
+        return held + len(self.queues.get(service, ()))
+
     def worker_table(self) -> dict[int, WorkerRef]:
         """pid -> registered worker (a snapshot; read-only outside the hub thread)."""
         return {w.pid: w for w in list(self.workers.values())}

@@ -290,7 +290,7 @@ class WorkerInfo(msgspec.Struct):
     name: str  # e.g. "embed-0"; stable across restarts
     service: str
     pid: int | None
-    state: str  # ready | busy | starting | restarting | lost | stopped
+    state: str  # ready | busy | starting | restarting | parked | lost | stopped
     restarts: int
     last_heartbeat_age_s: float | None
     inflight: int

@@ -11,6 +11,12 @@ the next gateway call starts a new stack.
 ``sessiond hub`` is the same code without children (``spawn_workers=False``): the broker alone,
 which workers started elsewhere (``sessiond worker``) join over TCP; it never idles out, and
 ``status`` lists whatever workers registered.
+
+The embed pool scales with demand: ``embed_workers_at_rest`` workers run always; the others
+("parked" while stopped) start when the embed service has had ``SCALE_UP_DEMAND`` requests in
+hand or queued for ``SCALE_UP_AFTER_S`` (the store's filler backfilling an import keeps several
+128-text requests there; a query is answered in milliseconds), and stop again after
+``embed_park_after_s`` with none. Each parked worker is ~150 MB of RSS not held at rest.
 """
 
 from __future__ import annotations
@@ -45,6 +51,8 @@ log = logging.getLogger("sessiond.supervisor")
 STARTUP_TIMEOUT_S = 30.0  # a worker that has not registered by then is killed and restarted
 STABLE_AFTER_S = 10.0  # a worker that ran this long resets its restart backoff
 STORE_STOP_S = 15.0  # a large store writes its index snapshot as it stops (100k ~0.5 s, 220k ~4 s)
+SCALE_UP_DEMAND = 2  # embed requests in hand or queued ...
+SCALE_UP_AFTER_S = 0.5  # ... for this long: start the parked embed workers
 
 
 @dataclass
@@ -59,6 +67,8 @@ class Child:
     registered_at: float | None = None
     next_start_at: float = 0.0
     log_file: Path | None = field(default=None, repr=False)
+    on_demand: bool = False  # an embed worker beyond those that run at rest
+    wanted: bool = True  # False: parked (stopped on purpose, not restarted)
 
     @property
     def pid(self) -> int | None:
@@ -73,7 +83,9 @@ class Supervisor:
         self.children: list[Child] = []
         if spawn_workers:
             self.children.append(Child("store", p.SERVICE_STORE, "store_worker"))
-            self.children += [Child(f"embed-{i}", p.SERVICE_EMBED, "embed_worker")
+            at_rest = min(cfg.embed_workers, cfg.embed_workers_at_rest)
+            self.children += [Child(f"embed-{i}", p.SERVICE_EMBED, "embed_worker",
+                                    on_demand=i >= at_rest, wanted=i < at_rest)
                               for i in range(cfg.embed_workers)]
             self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker"))
         self.host = socket.gethostname()
@@ -82,6 +94,8 @@ class Supervisor:
         self.crashed = False  # a part of the supervisor itself failed: stop and exit non-zero
         self.hub: Hub | None = None
         self._lock_fd: int | None = None
+        self._demand_since: float | None = None  # embed demand high since (monotonic)
+        self._quiet_since: float | None = None  # no embed request in hand since
 
     # ---------------------------------------------------------------- run
     def run(self) -> int:
@@ -167,11 +181,12 @@ class Supervisor:
             self._next_alive = now + 1.0
             write_alive(self.cfg, "hub", {"workers": len(self.hub.registered())})
         registered = self._local_workers()
+        self._scale_embed(now)
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
                 self._on_exit(child, now)
             if child.proc is None:
-                if now >= child.next_start_at:
+                if child.wanted and now >= child.next_start_at:
                     self._spawn(child)
                 continue
             if child.proc.pid in registered:
@@ -182,6 +197,30 @@ class Supervisor:
         idle = now - self.hub.last_client_activity
         if self.spawn_workers and idle > self.cfg.idle_timeout_s:  # a hub alone never idles out
             self.stop_reason = f"idle for {idle:.0f}s with no gateway traffic"
+
+    def _scale_embed(self, now: float) -> None:
+        """Start the parked embed workers while a backlog is there; park them when it is gone."""
+        extra = [c for c in self.children if c.on_demand]
+        if not extra:
+            return
+        demand = self.hub.service_load(p.SERVICE_EMBED)
+        self._demand_since = (self._demand_since or now) if demand >= SCALE_UP_DEMAND else None
+        self._quiet_since = (self._quiet_since or now) if demand == 0 else None
+        if self._demand_since is not None and now - self._demand_since >= SCALE_UP_AFTER_S:
+            for child in extra:
+                if not child.wanted:
+                    log.info("embed demand %d for %.1fs: starting %s", demand,
+                             now - self._demand_since, child.name)
+                    child.wanted, child.next_start_at = True, now
+        elif (self._quiet_since is not None
+              and now - self._quiet_since >= self.cfg.embed_park_after_s):
+            for child in extra:
+                if child.wanted:
+                    log.info("no embed demand for %.0fs: parking %s", now - self._quiet_since,
+                             child.name)
+                    child.wanted = False
+                    if child.pid is not None:
+                        child.proc.send_signal(signal.SIGTERM)
 
     def _silent(self, child: Child, now: float) -> bool:
         if child.registered_at is None:
@@ -206,6 +245,9 @@ class Supervisor:
         pid = child.proc.pid
         self.hub.commands.put(("purge_pid", pid))
         child.proc = None
+        if not child.wanted:
+            log.info("%s (pid %d) parked (exit code %s)", child.name, pid, code)
+            return
         child.restarts += 1
         child.failures = 0 if now - child.started_at > STABLE_AFTER_S else child.failures + 1
         delay = min(self.cfg.restart_backoff_s * 2 ** max(0, child.failures - 1),
@@ -233,7 +275,8 @@ class Supervisor:
         for child in list(self.children):
             pid = child.pid
             if pid is None:
-                state = "stopped" if self.stop_reason else "restarting"
+                state = ("stopped" if self.stop_reason else
+                         "parked" if not child.wanted else "restarting")
                 age, inflight = None, 0
             elif pid in table:
                 ref = table[pid]

@@ -180,7 +180,7 @@ async def wait_all_ready(client, timeout: float = 20) -> dict:
     deadline = time.monotonic() + timeout
     while True:
         st = (await call(client, "status"))["stack"]
-        if all(w["state"] == "ready" for w in st["workers"]):
+        if all(w["state"] in ("ready", "parked") for w in st["workers"]):
             return st
         if time.monotonic() > deadline:
             raise AssertionError(f"workers not ready: {st['workers']}")

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import psutil
 import pytest
 from conftest import private_stack, wait_for
 
@@ -43,7 +44,7 @@ def corpus():
 @pytest.fixture(scope="module")
 def pool():
     """One stack with two embed workers for the whole module."""
-    with private_stack(SESSIOND_EMBED_WORKERS="2") as (env, _):
+    with private_stack(SESSIOND_EMBED_WORKERS="2", SESSIOND_EMBED_WORKERS_AT_REST="2") as (env, _):
         yield load_config(env)
 
 
@@ -257,3 +258,53 @@ def test_kill9_during_bulk_loses_no_request(pool):
         return w.pid != victim.pid and w.state == "ready"
 
     wait_for(lambda: run(cfg, restarted), 10, interval=0.2, what="embed worker restart")
+
+
+def test_the_pool_grows_with_a_backlog_and_parks_after_it():
+    """Two embed workers configured, one at rest: the second starts while the store's filler
+    has a backlog to embed, takes part of it, and is stopped (parked, not counted as a
+    restart) once nothing is left to embed."""
+    with private_stack(SESSIOND_EMBED_WORKERS="2", SESSIOND_EMBED_PARK_AFTER_S="2") as (env, _):
+        cfg = load_config(env)
+
+        async def embed_workers(client):
+            info = await client.request(p.SERVICE_HUB, p.StackStatus())
+            return {w.name: w for w in info.workers if w.service == "embed"}
+
+        def second():
+            return run(cfg, embed_workers)["embed-1"]
+
+        wait_for(lambda: run(cfg, embed_workers)["embed-0"].state == "ready", 30,
+                 what="embed-0 ready")
+        assert second().state == "parked" and second().pid is None
+
+        async def send_backlog(client):
+            # More than the filler keeps in flight (2 x workers x 128 texts), so some of it is
+            # sent after the second worker is up.
+            items = [p.Remember(kind="conversation", project="import",
+                                content=f"import note {i}: the cache for topic {i % 37} was "
+                                        f"rebuilt after schema change {i // 37}")
+                     for i in range(1500)]
+            return await client.request(p.SERVICE_STORE, p.RememberMany(items=items))
+
+        assert isinstance(run(cfg, send_backlog), p.StoredMany)
+        started = wait_for(lambda: (w := second()).state in ("ready", "busy") and w, 30,
+                           what="embed-1 started for the backlog")
+        pid = started.pid
+
+        async def pending(client):
+            stats = await client.request(p.SERVICE_STORE, p.StoreStats())
+            return stats.data["pending_embeddings"]
+
+        helped = 0  # embed-1's count, as its heartbeats report it while it runs
+
+        def drained() -> bool:
+            nonlocal helped
+            helped = max(helped, second().stats.get("texts_embedded", 0))
+            return run(cfg, pending) == 0
+
+        wait_for(drained, 120, interval=0.1, what="backlog embedded")
+        parked = wait_for(lambda: (w := second()).state == "parked" and w, 30,
+                          what="embed-1 parked")
+        assert helped > 0 and parked.pid is None and parked.restarts == 0
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
