@@ -12,9 +12,14 @@ is read:
    ``store_reflection`` calls then ``--searches`` ``quick_search`` calls (the embed filler
    backfilling the stores meanwhile, as in issue 10's comparison);
 3. **after bulk**: ``--bulk`` ~60-token texts sent with ``RememberMany``, every vector written,
-   then ``--settle`` seconds of rest.
+   then ``--settle`` seconds of rest;
+4. **rest again**: once the embed workers started for the backlog are parked again
+   (``embed_park_after_s``, 30 s by default; ``--now`` sets it, e.g. ``embed_park_after_s=5``).
 
-Usage: ``uv run python -m bench.rss [--before embed_memory_arena=true] [--json out.json]``
+The comparison run (``--before``, default: the settings before issue 10's work, i.e. both embed
+workers always running and onnxruntime's CPU arena on) runs the same steps in the same run.
+
+Usage: ``uv run python -m bench.rss [--now k=v ...] [--before k=v ...] [--json out.json]``
 """
 
 from __future__ import annotations
@@ -45,15 +50,27 @@ from shared.transport import endpoints
 MB = 2**20
 
 
-def _roles(stack_pid: int, gateway_pid: int, workers: list) -> dict[str, psutil.Process]:
-    roles = {"supervisor": psutil.Process(stack_pid), "gateway": psutil.Process(gateway_pid)}
-    roles.update({w.name: psutil.Process(w.pid) for w in workers})
-    return roles
+class Roles:
+    """The server's processes by name, read afresh each time (embed workers come and go)."""
+
+    def __init__(self, stack_pid: int, gateway_pid: int) -> None:
+        self.supervisor, self.gateway = psutil.Process(stack_pid), psutil.Process(gateway_pid)
+
+    def now(self) -> dict[str, psutil.Process]:
+        out = {"supervisor": self.supervisor, "gateway": self.gateway}
+        for child in self.supervisor.children():
+            try:
+                cmd = child.cmdline()
+            except psutil.Error:
+                continue
+            if "--name" in cmd:
+                out[cmd[cmd.index("--name") + 1]] = child
+        return out
 
 
-def _sample(roles: dict[str, psutil.Process]) -> dict[str, dict[str, float]]:
+def _sample(roles: Roles) -> dict[str, dict[str, float]]:
     out = {}
-    for name, proc in roles.items():
+    for name, proc in roles.now().items():
         try:
             full = proc.memory_full_info()
             out[name] = {"rss_mb": round(full.rss / MB, 1), "pss_mb": round(full.pss / MB, 1)}
@@ -66,7 +83,7 @@ def _sample(roles: dict[str, psutil.Process]) -> dict[str, dict[str, float]]:
 class PeakSampler:
     """The sample with the highest total RSS, taken every ``interval_s`` on a thread."""
 
-    def __init__(self, roles: dict[str, psutil.Process], interval_s: float = 0.1) -> None:
+    def __init__(self, roles: Roles, interval_s: float = 0.1) -> None:
         self.roles, self.interval_s = roles, interval_s
         self.peak: dict = {"total": {"rss_mb": 0.0}}
         self._stop = threading.Event()
@@ -94,8 +111,7 @@ async def measure(env: dict[str, str], cfg, args) -> dict:
     try:
         async with RawMcpClient(env, REPO) as client:
             pong = await client.call_tool("ping", {})
-            info = await hub.request(p.SERVICE_HUB, p.StackStatus())
-            roles = _roles(pong["stack_pid"], pong["gateway_pid"], info.workers)
+            roles = Roles(pong["stack_pid"], pong["gateway_pid"])
             await asyncio.sleep(args.settle)
             out["rest"] = _sample(roles)
             now = datetime.now(UTC)
@@ -112,9 +128,27 @@ async def measure(env: dict[str, str], cfg, args) -> dict:
             out["load_peak"] = sampler.peak
             await asyncio.sleep(args.settle)
             out["after_bulk"] = _sample(roles)
+            out["parked_after_s"] = await _wait_parked(hub, cfg)
+            await asyncio.sleep(1)
+            out["rest_again"] = _sample(roles)
     finally:
         hub.close()
     return out
+
+
+async def _wait_parked(hub: HubClient, cfg) -> float | None:
+    """Seconds until the embed workers beyond ``embed_workers_at_rest`` are parked again
+    (None: nothing parks in this configuration, or not within the park time + 30 s)."""
+    extra = cfg.embed_workers - min(cfg.embed_workers, cfg.embed_workers_at_rest)
+    if extra == 0:
+        return None
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < cfg.embed_park_after_s + 30:
+        info = await hub.request(p.SERVICE_HUB, p.StackStatus())
+        if sum(w.state == "parked" for w in info.workers) == extra:
+            return round(time.perf_counter() - t0, 1)
+        await asyncio.sleep(0.5)
+    return None
 
 
 def _settings(pairs: list[str]) -> dict[str, str]:
@@ -123,7 +157,9 @@ def _settings(pairs: list[str]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--before", nargs="*", default=["embed_memory_arena=true"],
+    ap.add_argument("--now", nargs="*", default=[], help="settings (key=value) of the first run")
+    ap.add_argument("--before", nargs="*",
+                    default=["embed_memory_arena=true", "embed_workers_at_rest=4"],
                     help="settings (key=value) of the comparison run; none: no comparison")
     ap.add_argument("--memories", type=int, default=1000)
     ap.add_argument("--stores", type=int, default=300)
@@ -132,7 +168,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--settle", type=float, default=3.0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
-    variants = {"now": {}}
+    variants = {"now" + (" (" + ", ".join(args.now) + ")" if args.now else ""):
+                _settings(args.now)}
     if args.before:
         variants["before (" + ", ".join(args.before) + ")"] = _settings(args.before)
     results: dict = {"machine": machine(), "load_avg_start": os.getloadavg()[0], "variants": {}}
@@ -150,7 +187,7 @@ def main(argv: list[str] | None = None) -> None:
           f"{results['load_avg_end']:.2f}")
     for name, res in results["variants"].items():
         print(f"{name}: RSS MB per process (PSS total)")
-        for phase in ("rest", "load_peak", "after_bulk"):
+        for phase in ("rest", "load_peak", "after_bulk", "rest_again"):
             s = res[phase]
             procs = ", ".join(f"{k} {v['rss_mb']:.0f}" for k, v in s.items() if k != "total")
             print(f"  {phase:10s} total {s['total']['rss_mb']:6.0f} (PSS {s['total']['pss_mb']:5.0f})"
