@@ -29,9 +29,6 @@ from shared.errors import ServiceError
 log = logging.getLogger("sessiond.store.embed")
 
 CHUNK = 128  # texts per embed request
-# Vectors per database call: a store's ack that arrives meanwhile waits for at most one such
-# call on the DB thread (~4-6 ms for 32, against 10-16 ms for 128; each call costs ~3 ms fixed).
-WRITE_SLICE = 32
 BACKOFF_MIN_S = 0.5
 BACKOFF_MAX_S = 30.0
 RESTART_MIN_S = 1.0  # first wait before a failed loop starts again (doubling to BACKOFF_MAX_S)
@@ -188,14 +185,11 @@ class EmbedFiller:
             return chunk, False
         vectors = np.frombuffer(reply.data, dtype="<f4").reshape(reply.count, reply.dim)
         ids = [i for i, _ in chunk]
-        for lo in range(0, len(ids), WRITE_SLICE):
-            keys, part = ids[lo:lo + WRITE_SLICE], vectors[lo:lo + WRITE_SLICE]
-            try:
-                self.embedded += await self._db(
-                    lambda keys=keys, part=part: self.store.set_embeddings(keys, part))
-            except (duckdb.Error, OSError, ValueError) as exc:
-                self.failures += 1
-                self.last_error = f"writing vectors: {exc}"
-                log.error("could not store %d vectors: %s", len(keys), exc)
-                return chunk, False
+        try:
+            self.embedded += await self._db(lambda: self.store.set_embeddings(ids, vectors))
+        except (duckdb.Error, OSError, ValueError) as exc:
+            self.failures += 1
+            self.last_error = f"writing vectors: {exc}"
+            log.error("could not store %d vectors: %s", len(ids), exc)
+            return chunk, False
         return chunk, True
