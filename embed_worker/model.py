@@ -139,10 +139,12 @@ class Embedder:
         sessiond processes busy it gave the same best throughput and less CPU burnt; with
         spinning a single short text was ~1 ms faster at the median but slower at p90.
 
-        ``memory_arena`` is onnxruntime's CPU arena: off by default. With it, a process keeps
-        the peak of every batch's activations for good (~200-220 MB after 600 ~60-token texts
-        against ~150 MB without, and glibc's ``malloc_trim`` cannot give it back), for no
-        measurable speed (same sentences/s and query latency on the 2-core machine).
+        ``memory_arena`` turns on onnxruntime's CPU arena and memory patterns (one planned
+        block per input shape): off by default. With the arena a process keeps the peak of its
+        batches for good (~200-220 MB after 600 ~60-token texts against ~150 MB without; glibc's
+        ``malloc_trim`` cannot give it back); without the patterns the peak while embedding
+        them is ~185 MB instead of ~200-230. Neither made a measurable difference in speed
+        (sentences/s, query latency) on the 2-core machine.
         """
         import onnxruntime as ort
         from tokenizers import Tokenizer
@@ -170,6 +172,7 @@ class Embedder:
         options.intra_op_num_threads = intra_op_threads
         options.inter_op_num_threads = 1
         options.enable_cpu_mem_arena = memory_arena
+        options.enable_mem_pattern = memory_arena
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.add_session_config_entry(

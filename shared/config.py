@@ -55,8 +55,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Run the MatMulNBits build of the model (embed_worker.fast_model), made once into
     # model_cache_dir (empty: the platform's user cache dir); false runs the int8 file as is.
     embed_fast_model: bool = True
-    # onnxruntime's CPU memory arena in the embed workers: off keeps them ~50-70 MB smaller
-    # after bulk work at the same speed (see Embedder.load).
+    # onnxruntime's CPU memory arena and memory patterns in the embed workers: off keeps them
+    # ~50-70 MB smaller after bulk work and ~20-40 MB during it, at the same speed
+    # (see Embedder.load).
     embed_memory_arena: bool = False
     model_cache_dir: str = ""
     heartbeat_interval_s: float = 0.25
