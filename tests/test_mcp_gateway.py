@@ -43,7 +43,7 @@ def test_initialize_names_sessiond_and_its_version(env):
     own version, not the MCP framework's."""
     async def scenario():
         async with gateway_client(env, mode="legacy") as client:
-            return client.initialize_result.serverInfo
+            return client.initialize_result.server_info
 
     info = asyncio.run(scenario())
     assert (info.name, info.version) == ("sessiond", VERSION)
