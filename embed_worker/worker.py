@@ -68,14 +68,17 @@ class EmbedWorker(Worker):
     service = p.SERVICE_EMBED
     capacity = 64  # deliveries held at once, so concurrent requests can share a batch
 
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.lane: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()  # the query lane's
+        self.texts_embedded = 0  # by the bulk lane
+        self.queries_embedded = 0  # by the query lane
+
     def setup(self) -> None:
         from embed_worker.model import DIM, MODEL_ID, Embedder, ModelLoadError
 
         self.dim, self.model_id = DIM, MODEL_ID  # the id of the model loaded, once it is
         self.scheduler = Scheduler()
-        self.texts_embedded = 0  # by the bulk lane
-        self.queries_embedded = 0  # by the query lane
-        self.lane: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()
         self.load_error = ""
         t0 = time.monotonic()
         try:
@@ -125,21 +128,36 @@ class EmbedWorker(Worker):
                     stop = True
                     break
                 batch.append(more)
-            self._answer_queries(batch)
+            answered: set[int] = set()
+            try:
+                self._answer_queries(batch, answered)
+            except Exception as exc:  # a bug here must not leave the lane dead and queries hanging
+                log.exception("the query lane failed on %d request(s); it keeps serving",
+                              len(batch))
+                for delivery in batch:
+                    if id(delivery) not in answered:
+                        self.finish(delivery, p.Error(code="internal",
+                                                      message=f"query lane failed: {exc}"))
             if stop:
                 break
         self.close_waker()
 
-    def _answer_queries(self, batch: list[Delivery]) -> None:
+    def _answer_queries(self, batch: list[Delivery], answered: set[int]) -> None:
+        """Embed the batch's queries in one call; ``answered`` collects the ``id`` of each
+        delivery answered."""
+        def finish(delivery: Delivery, reply: p.ReplyBody) -> None:
+            self.finish(delivery, reply)
+            answered.add(id(delivery))
+
         jobs: list[tuple[Delivery, list[str]]] = []
         for delivery in batch:
             if not isinstance(delivery.body, p.Embed):
-                self.finish(delivery, self.answer(delivery))  # a ping
+                finish(delivery, self.answer(delivery))  # a ping
                 continue
             try:
                 jobs.append((delivery, self._validate(delivery.body)))
             except (BadRequest, Unavailable) as exc:
-                self.finish(delivery, p.Error(code=exc.code, message=exc.message))
+                finish(delivery, p.Error(code=exc.code, message=exc.message))
         if not jobs:
             return
         texts = [t for _, ts in jobs for t in ts]
@@ -148,12 +166,13 @@ class EmbedWorker(Worker):
         except Exception as exc:  # ONNX or the tokenizer failed: answer and keep serving
             log.exception("embedding %d query texts failed", len(texts))
             for delivery, _ in jobs:
-                self.finish(delivery, p.Error(code="internal", message=f"model failed: {exc}"))
+                finish(delivery, p.Error(code="internal", message=f"model failed: {exc}"))
             return
         self.queries_embedded += len(texts)
         row = 0
         for delivery, ts in jobs:
             self._reply(delivery, vectors[row:row + len(ts)])
+            answered.add(id(delivery))
             row += len(ts)
 
     # ------------------------------------------------------------ bulk lane (compute thread)

@@ -6,6 +6,7 @@ import asyncio
 import json
 import os
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from shared.client import HubClient
 from shared.config import load_config
 from shared.errors import BadRequest, Unavailable
 from shared.transport import endpoints
+from shared.worker import Delivery
 
 DATA = Path(__file__).parent / "data" / "minilm"
 
@@ -308,3 +310,44 @@ def test_the_pool_grows_with_a_backlog_and_parks_after_it():
                           what="embed-1 parked")
         assert helped > 0 and parked.pid is None and parked.restarts == 0
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == "zombie"
+
+
+def test_the_query_lane_survives_a_failure_of_its_own(tmp_path):
+    """A bug in the query lane's own code (no real input reaches one, so it is injected: the
+    batch step raises after answering one request) fails only the requests not yet answered,
+    with a readable error, and the lane goes on to the next request."""
+    from embed_worker.worker import EmbedWorker
+
+    worker = EmbedWorker(load_config({"SESSIOND_HOME": str(tmp_path)}), exit_with_parent=False)
+    replies: list[tuple[int, object]] = []
+    worker.finish = lambda delivery, reply: replies.append((delivery.header.id, reply))
+    calls = 0
+
+    def flaky(batch, answered):
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            worker.finish(batch[0], p.Pong(service="embed", pid=0, uptime_s=0))
+            answered.add(id(batch[0]))
+            raise RuntimeError("injected")
+        for delivery in batch:
+            worker.finish(delivery, p.Pong(service="embed", pid=0, uptime_s=0))
+
+    worker._answer_queries = flaky
+
+    def delivery(i):
+        header = p.RequestHeader(id=i, service="embed", deadline=time.time() + 10)
+        return Delivery(b"c", header, p.Ping())
+
+    for i in (1, 2):
+        worker.lane.put(delivery(i))
+    thread = threading.Thread(target=worker.query_loop)
+    thread.start()
+    wait_for(lambda: len(replies) == 2, 10, what="the first batch answered")
+    worker.lane.put(delivery(3))
+    worker.lane.put(None)
+    thread.join(10)
+    assert not thread.is_alive()
+    assert [i for i, _ in replies] == [1, 2, 3]
+    assert isinstance(replies[1][1], p.Error) and "injected" in replies[1][1].message
+    assert isinstance(replies[2][1], p.Pong)
