@@ -2,13 +2,15 @@
 
 Each round starts the gateway the way the README's ``claude mcp add`` line does
 (``uv run --directory <repo> sessiond serve``) and times, with the minimal JSON-RPC client of
-``bench/mcp_raw.py``, from the spawn until the ``initialize`` reply. Three launchers, alternated
+``bench/mcp_raw.py``, from the spawn until the ``initialize`` reply. Four launchers, alternated
 round by round so machine load hits them alike:
 
 - ``uv run`` with the project's settings as they are now (bytecode compiled lazily, once, by
   Python itself on first import);
 - ``uv run`` with ``UV_COMPILE_BYTECODE=1``: the project's old ``compile-bytecode = true``,
   under which every ``uv run`` re-compiles the whole environment (~5,000 files) before starting;
+- ``bin/sessiond serve``, as the Claude Code plugin and ``sessiond install`` run it (the
+  checkout's venv when it is set up, else ``uv run``);
 - ``python -m sessiond serve`` straight from the venv (no uv): the floor.
 
 Phase 1 ("warm stack") measures against a stack that is already running, as every Claude window
@@ -45,6 +47,7 @@ LAUNCHERS = {
                                     {"UV_COMPILE_BYTECODE": None}),
     "uv run (compile-bytecode, before)": (
         [UV, "run", "--directory", str(REPO), "sessiond", "serve"], {"UV_COMPILE_BYTECODE": "1"}),
+    "bin/sessiond serve (the plugin's)": ([str(REPO / "bin" / "sessiond"), "serve"], {}),
     "python -m sessiond serve (no uv)": ([sys.executable, "-m", "sessiond", "serve"], {}),
 }
 
@@ -143,7 +146,7 @@ def main(argv: list[str] | None = None) -> None:
     print("spawn -> initialize, stack already running:")
     spawn = warm["spawn_to_initialize"]
     for name, d in spawn.items():
-        print(f"  {name:38s} {_fmt(d)}")
+        print(f"  {name:40s} {_fmt(d)}")
     now, before = (spawn["uv run (lazy bytecode, now)"]["p50_ms"],
                    spawn["uv run (compile-bytecode, before)"]["p50_ms"])
     print(f"  ratio now / before (p50): {now / before:.2f}")
