@@ -3,7 +3,7 @@
 Two lanes share the one model (an ONNX session runs calls from several threads at once):
 
 - the **query lane**, a thread of its own, embeds what a user waits for (a search's query
-  vector, a ping) at once, so it never waits behind bulk work;
+  vector, a ping, the memory just stored) at once, so it never waits behind bulk work;
 - the **bulk lane**, the compute thread, embeds documents (the store's backfill, an import):
   requests that arrive together are coalesced (a few ms at most) and each chunk is planned into
   length-sorted batches by the model. Its thread runs at a lower OS priority (nice
@@ -40,6 +40,10 @@ MAX_TEXTS = 4096  # per request
 MAX_CHARS = 20_000  # per text; far beyond 256 tokens, so cutting here changes no vector
 COALESCE_S = 0.002  # how long to wait for company when the pending work is small
 QUERY_LANE_MAX_TEXTS = 16  # a query request of more texts goes to the bulk lane
+# A document request this small is a memory just stored (the store's filler embeds each new one
+# at once): it goes to the query lane too, so it is searchable by meaning as soon as before the
+# bulk lane ran at a lower priority. A backfill's requests are 128 texts.
+FRESH_MAX_TEXTS = 4
 BULK_NICE = 10  # added to the bulk thread's nice value (Linux: per thread)
 TRIM_AFTER_TEXTS = 64  # bulk texts embedded before the idle bulk lane trims the heap
 
@@ -48,8 +52,10 @@ def is_foreground(body: p.RequestBody | None) -> bool:
     """Does this request go to the query lane (a user waits for it)?"""
     if isinstance(body, p.Ping):
         return True
-    return (isinstance(body, p.Embed) and body.kind == "query"
-            and 0 < len(body.texts) <= QUERY_LANE_MAX_TEXTS)
+    if not isinstance(body, p.Embed) or not body.texts:
+        return False
+    limit = QUERY_LANE_MAX_TEXTS if body.kind == "query" else FRESH_MAX_TEXTS
+    return len(body.texts) <= limit
 
 
 def lower_thread_priority(increment: int) -> bool:
