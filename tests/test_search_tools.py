@@ -133,6 +133,7 @@ def test_get_more_results_keeps_the_filters_of_the_first_search(mem):
                 await call(client, "store_reflection", {
                     "content": f"paging check {i}: the cache warms up slowly elsewhere",
                     "project": "p-page-other", "tags": ["keep"]})
+            await wait_embedded(client)  # else a vector arriving between the pages reorders them
             first = await call(client, "reflect_on_past", {
                 "query": "cache warms up", "project": "p-page", "tags": ["keep"], "limit": 2})
             more = await call(client, "get_more_results", {
