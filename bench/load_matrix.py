@@ -241,14 +241,8 @@ def plots(results: list[dict], folder: Path) -> list[str]:
                 x["gateways"] for x in r["cells"]))[op].get(q) for r in results]
             ax.plot(xs, ys, style, color=f"C{i}", label=f"{op} {q[:3]}")
     ax.set_xscale("log")
-    ax.set_xlabel("memories")
-    ax.set_ylabel("ms")
-    ax.set_title("Latency against store size (one gateway)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(folder / "latency_vs_size.png", dpi=110)
-    written.append(str(folder / "latency_vs_size.png"))
-    plt.close(fig)
+    written.append(_save(plt, fig, ax, folder / "latency_vs_size.png", "memories",
+                         "Latency against store size (one gateway)"))
     fig, ax = plt.subplots(figsize=(6, 4))
     for i, r in enumerate(results):
         xs = [c["gateways"] for c in r["cells"]]
@@ -256,15 +250,20 @@ def plots(results: list[dict], folder: Path) -> list[str]:
                 color=f"C{i}", label=f"search p50, {r['memories']:,}")
         ax.plot(xs, [c["quick_search"].get("p95_ms") for c in r["cells"]], "--o",
                 color=f"C{i}", label=f"search p95, {r['memories']:,}")
-    ax.set_xlabel("concurrent gateways")
+    written.append(_save(plt, fig, ax, folder / "latency_vs_concurrency.png",
+                         "concurrent gateways", "Search latency against concurrency"))
+    return written
+
+
+def _save(plt, fig, ax, path: Path, xlabel: str, title: str) -> str:
+    ax.set_xlabel(xlabel)
     ax.set_ylabel("ms")
-    ax.set_title("Search latency against concurrency")
+    ax.set_title(title)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(folder / "latency_vs_concurrency.png", dpi=110)
-    written.append(str(folder / "latency_vs_concurrency.png"))
+    fig.savefig(path, dpi=110)
     plt.close(fig)
-    return written
+    return str(path)
 
 
 def main(argv: list[str] | None = None) -> None:
