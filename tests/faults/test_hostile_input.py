@@ -33,7 +33,7 @@ from .support import LONG, LineClient, alive, error_text, report
 
 pytestmark = pytest.mark.faults
 
-CALLS_PER_TOOL = 250 if LONG else 52  # x 20 tools: 1,040 calls in the short form
+CALLS_PER_TOOL = 250 if LONG else 30  # x 21 tools: 630 calls in the short form
 CALL_LIMIT_S = 2.0
 WRITE_TOOLS = {"store_reflection", "store_conversation", "delete_memories", "import_memories",
                "export_memories", "add_project_dependency"}

@@ -41,7 +41,7 @@ from .support import LONG, REPO, alive, processes_of, report
 
 pytestmark = pytest.mark.faults
 
-WORKER_KILLS = 99 if LONG else 24
+WORKER_KILLS = 99 if LONG else 12
 VICTIMS = ("store", "embed-0", "quality")
 REQUEST_TIMEOUT_S = 10.0
 # A call is answered within its deadline: the request's own, plus, when the stack went away

@@ -16,7 +16,7 @@ from .support import LONG, report
 pytestmark = pytest.mark.faults
 
 GATEWAYS = 8
-WRITES_PER_GATEWAY = 400 if LONG else 50
+WRITES_PER_GATEWAY = 400 if LONG else 30
 
 
 async def one_gateway(env, n: int, start: asyncio.Barrier):
