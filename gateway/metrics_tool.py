@@ -59,9 +59,12 @@ class MetricsResult:
     prometheus: str | None = None  # the same, in the Prometheus text format, when asked
 
 
-def _rss(pid: int) -> int | None:
+def rss_of(pid: int | None) -> int | None:
+    """Resident memory of a local process, None when it cannot be read (gone, not ours)."""
     import psutil  # here: a gateway starts without it
 
+    if pid is None:
+        return None
     try:
         return psutil.Process(pid).memory_info().rss
     except psutil.Error:
@@ -94,8 +97,8 @@ async def collect(gateway, calls) -> MetricsResult:
         workers=workers, embedding_backlog=_int(store.get("embed_pending")),
         memories=_int(store.get("memories")), requests_total=info.requests_total,
         requests_failed=info.requests_failed, requests_timed_out=info.requests_timed_out,
-        queued=info.queued, supervisor_rss_bytes=_rss(info.pid) if local_stack else None,
-        gateway_rss_bytes=_rss(os.getpid()) or 0)
+        queued=info.queued, supervisor_rss_bytes=rss_of(info.pid) if local_stack else None,
+        gateway_rss_bytes=rss_of(os.getpid()) or 0)
 
 
 def _int(value) -> int | None:

@@ -6,26 +6,16 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-import psutil
 from starlette.requests import Request
 from starlette.responses import Response
 
+from gateway.metrics_tool import rss_of
 from shared import protocol as p
 from shared.worker import LATENCY_WINDOW
 
 REFRESH_S = 2  # how often the page's script asks for the live part again
 OWN_STATS = ("requests_answered", "rss_bytes", "latency_p50_ms", "latency_p95_ms",
              "latency_p99_ms", "latency_max_ms", "latency_window")
-
-
-def rss_of(pid: int | None) -> int | None:
-    """Resident memory of a local process, None when it cannot be read (gone, not ours)."""
-    if pid is None:
-        return None
-    try:
-        return psutil.Process(pid).memory_info().rss
-    except psutil.Error:
-        return None
 
 
 async def page(request: Request) -> Response:
