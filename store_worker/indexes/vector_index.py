@@ -60,12 +60,27 @@ class ExactIndex:
         self._mat = np.zeros((max(capacity, 16), dim), dtype=np.float32)
         self._labels = np.full(len(self._mat), -1, dtype=np.int64)
         self._n = 0  # rows in use, holes included
-        self._pos: dict[int, int] = {}
+        self._pos = np.full(len(self._mat), -1, dtype=np.int64)  # label -> its row (-1: none)
+        self._count = 0  # labels with a row
         self._scan_pool: ThreadPoolExecutor | None = None  # made on the first large scan
         self.compaction_allowed = True  # off while a reader holds a view of the matrix
 
     def __len__(self) -> int:
-        return len(self._pos)
+        return self._count
+
+    def _positions(self, labels: np.ndarray) -> np.ndarray:
+        """The row of each label; -1 for a label without one (negative or never added)."""
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        inside = (labels >= 0) & (labels < len(self._pos))
+        out = np.full(len(labels), -1, dtype=np.int64)
+        out[inside] = self._pos[labels[inside]]
+        return out
+
+    def _reserve_labels(self, top: int) -> None:
+        if top >= len(self._pos):
+            grown = np.full(max(top + 1, 2 * len(self._pos)), -1, dtype=np.int64)
+            grown[: len(self._pos)] = self._pos
+            self._pos = grown
 
     def _reserve(self, extra: int) -> None:
         need = self._n + extra
@@ -79,37 +94,43 @@ class ExactIndex:
         self._mat, self._labels = mat, labels
 
     def add(self, labels: np.ndarray, vectors: np.ndarray) -> None:
-        labels = np.asarray(labels, dtype=np.int64)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
         vectors = np.asarray(vectors, dtype=np.float32)
         if vectors.shape != (len(labels), self.dim):
             raise ValueError(f"expected vectors of shape ({len(labels)}, {self.dim})")
-        label_list = labels.tolist()
-        if len(set(label_list)) != len(label_list):
-            raise ValueError("duplicate labels in one add")
-        known = [self._pos.get(label) for label in label_list] if self._pos else []
-        if any(p is not None for p in known):
-            fresh = [i for i, p in enumerate(known) if p is None]
-            for i, p in enumerate(known):
-                if p is not None:
-                    self._mat[p] = vectors[i]
-            labels, vectors = labels[fresh], vectors[fresh]
-            label_list = labels.tolist()
-        if not label_list:
+        if len(labels) == 0:
             return
-        self._reserve(len(label_list))
-        start, end = self._n, self._n + len(label_list)
+        if int(labels.min()) < 0:
+            raise ValueError("labels must be >= 0")
+        if len(np.unique(labels)) != len(labels):
+            raise ValueError("duplicate labels in one add")
+        known = self._positions(labels)
+        old = known >= 0
+        if old.any():  # replace in place
+            self._mat[known[old]] = vectors[old]
+            labels, vectors = labels[~old], vectors[~old]
+        if len(labels) == 0:
+            return
+        self._reserve(len(labels))
+        self._reserve_labels(int(labels.max()))
+        start, end = self._n, self._n + len(labels)
         self._mat[start:end] = vectors
         self._labels[start:end] = labels
-        self._pos.update(zip(label_list, range(start, end), strict=True))
+        self._pos[labels] = np.arange(start, end, dtype=np.int64)
+        self._count += len(labels)
         self._n = end
 
     def remove(self, labels: np.ndarray) -> None:
-        for label in np.asarray(labels, dtype=np.int64).tolist():
-            pos = self._pos.pop(label, None)
-            if pos is not None:
-                self._labels[pos] = -1
-                self._mat[pos] = 0.0
-        if self.compaction_allowed and self._n - len(self._pos) > max(1024, self._n // 4):
+        labels = np.unique(np.asarray(labels, dtype=np.int64).reshape(-1))
+        pos = self._positions(labels)
+        have = pos >= 0
+        if have.any():
+            pos = pos[have]
+            self._pos[labels[have]] = -1
+            self._labels[pos] = -1
+            self._mat[pos] = 0.0
+            self._count -= len(pos)
+        if self.compaction_allowed and self._n - self._count > max(1024, self._n // 4):
             self._compact()
 
     def _compact(self) -> None:
@@ -120,7 +141,7 @@ class ExactIndex:
         self._labels[n : self._n] = -1
         self._mat[n : self._n] = 0.0
         self._n = n
-        self._pos = dict(zip(self._labels[:n].tolist(), range(n), strict=True))
+        self._pos[self._labels[:n]] = np.arange(n, dtype=np.int64)
 
     def rows(self) -> tuple[np.ndarray, np.ndarray]:
         """(a copy of the labels, a view of the matrix) of the rows in use; label -1 = hole."""
@@ -128,8 +149,7 @@ class ExactIndex:
 
     def dots(self, labels: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``vector(label) @ q`` for each label; NaN where a label has no vector."""
-        pos = np.fromiter((self._pos.get(x, -1) for x in labels.tolist()), dtype=np.int64,
-                          count=len(labels))
+        pos = self._positions(labels)
         out = np.full(len(labels), np.nan, dtype=np.float32)
         have = pos >= 0
         if have.any():
@@ -138,8 +158,7 @@ class ExactIndex:
 
     def gather(self, labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Which ``labels`` have a vector (a mask) and those vectors, in order (a copy)."""
-        pos = np.fromiter((self._pos.get(x, -1) for x in labels.tolist()), dtype=np.int64,
-                          count=len(labels))
+        pos = self._positions(labels)
         present = pos >= 0
         return present, self._mat[pos[present]]
 
@@ -147,8 +166,7 @@ class ExactIndex:
                 allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray] | None:
         """Exact cosines of candidate ``labels`` that exist and ``allowed`` permits, best
         first (ties by label); None when none is left."""
-        pos = np.fromiter((self._pos.get(int(x), -1) for x in labels.tolist()), dtype=np.int64,
-                          count=len(labels))
+        pos = self._positions(labels)
         keep = pos >= 0
         labels, pos = np.asarray(labels, dtype=np.int64)[keep], pos[keep]
         if allowed is not None:
@@ -168,19 +186,30 @@ class ExactIndex:
 
     @classmethod
     def from_state(cls, dim: int, st: dict[str, np.ndarray]) -> ExactIndex:
-        mat, labels = st["vec_matrix"], st["vec_labels"]
+        """From ``state``'s arrays. A matrix with more rows than labels (a snapshot's, mapped
+        from its file with room to grow) is used as it is, not copied."""
+        mat, labels = st["vec_matrix"], np.asarray(st["vec_labels"], dtype=np.int64)
         n = len(labels)
-        index = cls(dim, capacity=max(1024, n + n // 4))
-        index._mat[:n] = mat
+        index = cls(dim, capacity=16)
+        if len(mat) > n:
+            index._mat = mat
+        else:
+            index._mat = np.zeros((max(1024, n + n // 4), dim), dtype=np.float32)
+            index._mat[:n] = mat[:n]
+        index._labels = np.full(len(index._mat), -1, dtype=np.int64)
         index._labels[:n] = labels
         index._n = n
-        live = np.flatnonzero(labels >= 0)
-        index._pos = dict(zip(labels[live].tolist(), live.tolist(), strict=True))
+        alive = labels >= 0
+        live = labels[alive]
+        index._pos = np.full(max(1024, int(live.max(initial=0)) + 1 + n // 4), -1,
+                             dtype=np.int64)
+        index._pos[live] = np.flatnonzero(alive)
+        index._count = len(live)
         return index
 
     def vector(self, label: int) -> np.ndarray | None:
-        pos = self._pos.get(int(label))
-        return None if pos is None else self._mat[pos]
+        pos = int(self._positions(np.array([label]))[0])
+        return None if pos < 0 else self._mat[pos]
 
     def _dot_rows(self, mat: np.ndarray, q: np.ndarray) -> np.ndarray:
         """``mat @ q``; a large matrix is scanned in two halves on two threads. The scan is
@@ -202,7 +231,7 @@ class ExactIndex:
         self, query: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
         empty = np.empty(0, dtype=np.int64), np.empty(0, dtype=np.float32)
-        if k <= 0 or not self._pos:
+        if k <= 0 or not self._count:
             return empty
         q = np.asarray(query, dtype=np.float32).reshape(self.dim)
         n = self._n
