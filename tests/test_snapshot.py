@@ -162,3 +162,56 @@ def test_dedup_holds_after_a_clean_restart_in_a_new_process(tmp_path):
     assert second["source"] == "snapshot"
     assert second["results"] == [[i, True] for i, _ in first["results"]]
     assert second["flushed"] == 0 and second["count"] == 40
+
+
+def test_large_arrays_are_mapped_from_their_own_files_and_can_grow(tmp_path, monkeypatch):
+    """Format 5: the vector matrix lives in its own file, written with room to grow, and the
+    reopened index uses the mapping itself (no copy); adding past that room moves it to memory,
+    and the answers stay those of the closed store. A missing array file means a rebuild."""
+    monkeypatch.setattr(snapshot, "MAPPED_BYTES", 4096)  # map the small test arrays too
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        _fill(s, 200)
+        expected = _answers(s)
+    files = {p.name.split(".")[-2] for p in tmp_path.glob("m.duckdb.index.npz.*.npy")}
+    assert {"vec_matrix", "cat_ids_text", "text_rows"} <= files
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "snapshot"
+        assert isinstance(s.vectors.whole.exact._mat, np.memmap)  # the mapping, not a copy
+        assert _answers(s) == expected
+        room = len(s.vectors.whole.exact._mat) - len(s.vectors)
+        ids = [r.id for r in s.add_many({"kind": "note", "content": f"grown past the room {i}",
+                                         "project": "p9"} for i in range(room + 5))]
+        pending = s.pending_embeddings(10_000)
+        vecs = np.random.default_rng(5).standard_normal((len(pending), 384)).astype(np.float32)
+        s.set_embeddings([k for k, _ in pending], vecs)
+        assert not isinstance(s.vectors.whole.exact._mat, np.memmap)  # outgrew the mapping
+        assert s.search("grown past the room", query_vector=vecs[-1], limit=1).hits[0]["id"] \
+            == ids[-1]
+        grown = _answers(s)
+    before = set(tmp_path.glob("m.duckdb.index.npz.*"))
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "snapshot" and _answers(s) == grown
+    after = set(tmp_path.glob("m.duckdb.index.npz.*"))
+    assert before.isdisjoint(after)  # the older snapshot's files were removed
+    next(p for p in after if p.name.endswith(".vec_matrix.npy")).unlink()
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "tables" and s.count == 200 + room + 5
+        assert not list(tmp_path.glob("m.duckdb.index.npz*"))  # the unusable files are gone
+
+
+def test_a_snapshot_missing_an_array_is_rebuilt_from_the_tables(tmp_path):
+    """A snapshot that reads but lacks what the indexes need (an array dropped, say by a writer
+    of another build) gives a rebuild, not a store that cannot open."""
+    db = tmp_path / "m.duckdb"
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        _fill(s, 60)
+        expected = _answers(s, ranked=False)
+    path = snapshot.path_for(db)
+    with np.load(path) as z:
+        arrays = {name: z[name] for name in z.files if name != "cat_totals"}
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    with MemoryStore(db, snapshot_min_rows=0) as s:
+        assert s.load_info["source"] == "tables"
+        assert _answers(s, ranked=False) == expected

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from store_worker.indexes import packed
 from store_worker.search.mentions import file_name, same_file
 
 
@@ -218,50 +219,50 @@ class Catalog:
         """Everything as arrays (for ``snapshot``); ``from_state`` turns it back."""
         n = len(self.ids)
         tags = sorted(self._tag_rows)
-        lengths = [len(self._tag_rows[t]) for t in tags]
+        names = sorted(self._file_rows)
+        file_rows = [r for r, fs in self.files.items() for _ in fs]
         return {
             **{f"cat_{name}": getattr(self, name)[:n] for name in self._COLUMNS},
-            "cat_ids": np.array(self.ids, dtype="S"),  # ids are ASCII (records.check_id)
+            **packed.pack(self.ids, "cat_ids"),
             "cat_project_names": np.array(list(self.project_codes), dtype="U"),
             "cat_kind_names": np.array(list(self.kind_codes), dtype="U"),
             "cat_session_names": np.array(list(self.session_codes), dtype="U"),
             "cat_tags": np.array(tags, dtype="U"),
-            "cat_tag_ptr": np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))),
-            "cat_tag_rows": np.concatenate(
-                [np.frombuffer(self._tag_rows[t], dtype=np.int32) for t in tags]
-                or [np.empty(0, dtype=np.int32)]),
+            **_postings("cat_tag", [self._tag_rows[t] for t in tags]),
             "cat_totals": np.array([self.n_alive, self.total_len], dtype=np.int64),
-            "cat_file_row": np.array([r for r, fs in self.files.items() for _ in fs],
-                                     dtype=np.int64),
-            "cat_file_path": np.array([f for fs in self.files.values() for f in fs] or [""],
-                                      dtype="U")[: sum(len(fs) for fs in self.files.values())],
+            "cat_file_row": np.asarray(file_rows, dtype=np.int64),
+            **packed.pack([f for fs in self.files.values() for f in fs], "cat_file_path"),
+            **packed.pack(names, "cat_file_names"),
+            **_postings("cat_file_name", [self._file_rows[name] for name in names]),
         }
 
     @classmethod
     def from_state(cls, st: dict[str, np.ndarray]) -> Catalog:
         cat = cls()
-        cat.ids = st["cat_ids"].astype("U").tolist()
+        cat.ids = packed.unpack(st, "cat_ids")
         n = len(cat.ids)
         cat._reserve(n + n // 4)
         for name in cls._COLUMNS:
             getattr(cat, name)[:n] = st[f"cat_{name}"]
         alive = np.flatnonzero(cat.alive[:n])
-        cat.row_of = {cat.ids[r]: r for r in alive.tolist()}
+        if len(alive) == n:
+            cat.row_of = dict(zip(cat.ids, range(n), strict=True))
+        else:
+            cat.row_of = dict(zip(map(cat.ids.__getitem__, alive.tolist()), alive.tolist(),
+                                  strict=True))
         cat.project_codes = {p: i for i, p in enumerate(st["cat_project_names"].tolist())}
         cat.kind_codes = {k: i for i, k in enumerate(st["cat_kind_names"].tolist())}
         cat.session_codes = {s: i for i, s in enumerate(st["cat_session_names"].tolist())}
-        ptr, tag_rows = st["cat_tag_ptr"], st["cat_tag_rows"]
-        for i, tag in enumerate(st["cat_tags"].tolist()):
-            cat._tag_rows[tag] = array("i", tag_rows[ptr[i]:ptr[i + 1]].tobytes())
+        cat._tag_rows = _unpostings("cat_tag", st["cat_tags"].tolist(), st)
         cat._row_by_content = dict(zip(cat.content_key[alive].tolist(), alive.tolist(),
                                        strict=True))
         cat.n_alive, cat.total_len = (int(x) for x in st["cat_totals"])
-        by_row: dict[int, list[str]] = {}
-        for row, path in zip(st["cat_file_row"].tolist(), st["cat_file_path"].tolist(),
-                             strict=True):
-            by_row.setdefault(row, []).append(path)
-        for row, paths in by_row.items():
-            cat._add_files(row, paths)
+        rows, paths = st["cat_file_row"], packed.unpack(st, "cat_file_path")
+        starts = np.flatnonzero(np.diff(rows, prepend=-1) != 0).tolist()  # a row's paths in a run
+        ends = [*starts[1:], len(rows)] if starts else []
+        cat.files = {row: tuple(paths[a:b]) for row, a, b in
+                     zip(rows[starts].tolist(), starts, ends, strict=True)}
+        cat._file_rows = _unpostings("cat_file_name", packed.unpack(st, "cat_file_names"), st)
         for older in np.flatnonzero(cat.superseded_by[:n] >= 0).tolist():
             cat._supersedes.setdefault(int(cat.superseded_by[older]), set()).add(older)
         return cat
@@ -340,3 +341,17 @@ class Catalog:
         alive, embedded, done = self.alive, self.embedded, self.chunks_done
         n = min(len(self.ids), len(alive), len(embedded), len(done))
         return int(np.count_nonzero(alive[:n] & ~(embedded[:n] & done[:n])))
+
+
+def _postings(prefix: str, lists: list[array]) -> dict[str, np.ndarray]:
+    """Row lists as one CSR: ``{prefix}_ptr`` and ``{prefix}_rows``."""
+    lengths = [len(rows) for rows in lists]
+    return {f"{prefix}_ptr": np.concatenate(([0], np.cumsum(lengths, dtype=np.int64))),
+            f"{prefix}_rows": np.concatenate([np.frombuffer(rows, dtype=np.int32)
+                                              for rows in lists]
+                                             or [np.empty(0, dtype=np.int32)])}
+
+
+def _unpostings(prefix: str, keys: list[str], st: dict[str, np.ndarray]) -> dict[str, array]:
+    ptr, rows = st[f"{prefix}_ptr"].tolist(), st[f"{prefix}_rows"]
+    return {key: array("i", rows[ptr[i]:ptr[i + 1]].tobytes()) for i, key in enumerate(keys)}

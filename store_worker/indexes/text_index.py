@@ -38,6 +38,8 @@ from typing import Any
 
 import numpy as np
 
+from store_worker.indexes import packed
+
 K1 = 1.2
 B = 0.75
 MAX_TERM_LEN = 64
@@ -239,14 +241,15 @@ class TextIndex:
                                           for t in extra)])
         order = np.argsort(tids, kind="stable")  # base postings stay ahead of later additions
         counts = np.bincount(tids, minlength=len(terms))
-        return {"text_terms": np.array(terms, dtype="U"),
+        return {**packed.pack(terms, "text_terms"),
                 "text_ptr": np.concatenate(([0], np.cumsum(counts))).astype(np.int64),
                 "text_rows": rows[order], "text_tf": tfs[order]}
 
     @classmethod
     def from_state(cls, st: dict[str, np.ndarray]) -> TextIndex:
         index = cls()
-        index._tid = {t: i for i, t in enumerate(st["text_terms"].tolist())}
+        terms = packed.unpack(st, "text_terms")
+        index._tid = dict(zip(terms, range(len(terms)), strict=True))
         index._ptr = st["text_ptr"].astype(np.int64)
         index._rows = np.ascontiguousarray(st["text_rows"], dtype=np.int32)
         index._tf = np.ascontiguousarray(st["text_tf"], dtype=np.float32)
