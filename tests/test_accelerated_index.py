@@ -118,7 +118,8 @@ def test_snapshot_carries_the_approximate_index(tmp_path, data):
     assert list(tmp_path.glob("m.duckdb.index.npz.*.ann"))
     with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
         assert s.load_info["source"] == "snapshot"
-        assert s.vectors.kind.startswith("exact+")  # loaded, not rebuilding
+        assert s.vectors.wait_ready(60)
+        assert s.vectors.whole.ann_loaded_rows == n  # loaded whole, not rebuilt
         assert [h["id"] for h in s.search("memory", query_vector=data[7], limit=10).hits] == want
     snapshot.path_for(db).unlink()
     with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:  # rebuilt from tables
@@ -198,7 +199,8 @@ def test_chunk_vectors_get_their_own_approximate_index(tmp_path, data):
     assert list(tmp_path.glob("m.duckdb.index.npz.*.chunks.ann"))
     with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
         assert s.load_info["source"] == "snapshot"
-        assert s.vectors.chunks.kind.startswith("exact+")  # loaded with the snapshot
+        s.vectors.wait_ready(60)
+        assert s.vectors.chunks.ann_loaded_rows == 5 * n  # loaded with the snapshot
         hit = s.search("conversation", query_vector=data[9], limit=1).hits[0]
         assert hit["id"] == key.split("#")[0]
 
@@ -230,3 +232,43 @@ def test_closing_stops_a_running_build_and_the_process_exits_cleanly():
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "closed"
     assert "terminate called" not in done.stderr
+
+
+class SlowAnn(AnnIndex):
+    """A build slowed down (a sleep per batch) so that a close lands in the middle of it, as it
+    does with 1M vectors on one thread (~20 minutes)."""
+
+    batches = 0
+
+    def add(self, labels, vectors):
+        if len(labels) > 1:
+            type(self).batches += 1
+            time.sleep(0.05)
+        super().add(labels, vectors)
+
+
+def test_a_build_stopped_by_the_close_is_resumed_by_the_next_open(tmp_path, data, everything,
+                                                                  monkeypatch):
+    db = tmp_path / "m.duckdb"
+    n = 6000
+    monkeypatch.setattr(accelerated_index, "BUILD_BATCH", 256)
+    monkeypatch.setattr(accelerated_index, "AnnIndex", SlowAnn)
+    monkeypatch.setattr(SlowAnn, "batches", 0)
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
+        s.add_many({"kind": "note", "content": f"memory number {i}", "project": "p"}
+                   for i in range(n + 1))
+        ids = [i for i, _ in s.pending_embeddings(n + 1)]
+        s.set_embeddings(ids[:n], data[:n])
+        wait_for(lambda: SlowAnn.batches >= 2, 60, what="the build's first batches")
+        s.set_embeddings(ids[n:], everything[n:n + 1])  # while it builds: kept in the partial
+        want = [h["id"] for h in s.search("memory", query_vector=data[5], limit=5).hits]
+    assert list(tmp_path.glob("m.duckdb.index.npz.*.ann"))  # the partial index was saved
+    monkeypatch.setattr(accelerated_index, "AnnIndex", AnnIndex)
+    with MemoryStore(db, snapshot_min_rows=0, ann_min_rows=2000) as s:
+        assert s.load_info["source"] == "snapshot"
+        assert s.vectors.wait_ready(60)
+        loaded = s.vectors.whole.ann_loaded_rows
+        assert 0 < loaded < n  # resumed from the partial index, not started again
+        assert len(s.vectors.whole._ann) == n + 1
+        assert [h["id"] for h in s.search("memory", query_vector=data[5], limit=5).hits] == want
+        assert s.vectors.whole._ann.contains(np.array([s.catalog.row_of[ids[n]]])).all()

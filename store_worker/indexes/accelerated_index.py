@@ -11,7 +11,12 @@ just those rows is cheap), it runs the exact scan instead. The exact index stays
 ANN only proposes candidates.
 
 The ANN is saved next to the index snapshot and loaded with it (``state``/``from_state`` and
-``save_ann``/``load_ann``); if that fails it is rebuilt in the background. A build that fails is
+``save_ann``/``load_ann``), in the background like a build (at 1M memories the file is ~800 MB:
+the exact scan serves the first seconds after an open instead of the open waiting); if that
+fails it is rebuilt. A build stopped by a close is not lost: what it had added (with the changes
+made meanwhile) is saved as a partial index, and the next open's load adds only the vectors it
+lacks, so a build that takes longer than one session (one thread over 1M vectors: ~20 minutes)
+still completes over several. A build that fails is
 logged and tried again later (``BUILD_ATTEMPTS`` in all, the waits doubling from
 ``BUILD_RETRY_S``); the exact scan serves meanwhile, and for good if every attempt fails.
 """
@@ -54,6 +59,8 @@ class AcceleratedIndex:
         self.ann_build_s: float | None = None
         self.ann_error = ""  # why the last build failed ("" once one succeeded)
         self.ann_failures = 0  # failed builds
+        self.ann_loaded_rows = 0  # vectors the ANN loaded from a file held (a build resumed)
+        self._partial: AnnIndex | None = None  # what a build stopped by the close had added
         self._stop = threading.Event()  # closing: no build starts, a running one stops
 
     @property
@@ -61,7 +68,7 @@ class AcceleratedIndex:
         if self._ann is not None:
             return f"exact+{self._ann.kind}"
         if self._building:
-            return "exact (approximate index building)"
+            return "exact (approximate index loading or building)"
         return "exact (approximate index build failed, retrying)" if self._retry else "exact"
 
     def __len__(self) -> int:
@@ -98,40 +105,50 @@ class AcceleratedIndex:
                 and len(self.exact) >= self.ann_min_rows):
             self.start_build()
 
-    def start_build(self) -> None:
-        """Build the ANN from the current vectors in a background thread."""
+    def start_build(self, saved: Path | None = None) -> None:
+        """Build the ANN from the current vectors in a background thread, starting from the
+        one ``saved`` in a file (complete or partial) if given."""
         with self._lock:
             if self._building is not None or self._stop.is_set():
                 return
             labels, matrix = self.exact.rows()  # a copy of the labels, a view of the matrix
             self.exact.compaction_allowed = False  # the view must keep its rows in place
-            self._building = threading.Thread(target=self._build, args=(labels, matrix),
+            self._building = threading.Thread(target=self._build, args=(labels, matrix, saved),
                                               name="ann-build", daemon=True)
             self._building.start()
 
-    def _build(self, labels: np.ndarray, matrix: np.ndarray) -> None:
+    def _start(self, saved: Path | None, capacity: int) -> AnnIndex:
+        """The ANN a build starts from: the saved one if it can be read, else an empty one."""
+        if saved is not None:
+            try:
+                ann = AnnIndex.load(saved, self.dim, threads=1)
+            except AnnIndexError as exc:
+                log.warning("approximate index %s not usable (%s); rebuilding it", saved, exc)
+            else:
+                self.ann_loaded_rows = len(ann)
+                return ann
+        # One thread: a build at 200k takes about a minute and must not starve the searches,
+        # stores and embeddings running meanwhile on a 2-core machine.
+        return AnnIndex(self.dim, capacity=capacity, threads=1)
+
+    def _build(self, labels: np.ndarray, matrix: np.ndarray, saved: Path | None = None) -> None:
         t0 = time.monotonic()
         try:
-            # One thread: a build at 200k takes about a minute and must not starve the searches,
-            # stores and embeddings running meanwhile on a 2-core machine.
-            ann = AnnIndex(self.dim, capacity=len(labels) + len(labels) // 4, threads=1)
+            ann = self._start(saved, len(labels) + len(labels) // 4)
             live = np.flatnonzero(labels >= 0)
+            if len(ann):  # resuming: only what the saved index lacks
+                live = live[~ann.contains(labels[live])]
             for lo in range(0, len(live), BUILD_BATCH):
-                if self._stop.is_set():  # closing: the snapshot goes without it
-                    self._build_stopped()
+                if self._stop.is_set():  # closing: keep what was added for the snapshot
+                    self._build_stopped(ann)
                     return
                 rows = live[lo:lo + BUILD_BATCH]
                 ann.add(labels[rows], matrix[rows])
         except Exception as exc:  # noqa: BLE001 - any failure is logged and retried later
             self._build_failed(exc)
             return
-        with self._lock:  # what changed meanwhile, in order
-            for op, op_labels, op_vectors in self._pending:
-                if op == "add":
-                    ann.add(op_labels, op_vectors)
-                else:
-                    ann.remove(op_labels)
-            self._pending.clear()
+        with self._lock:
+            self._catch_up(ann)
             self._ann = ann
             self._building = None
             self.exact.compaction_allowed = True
@@ -140,12 +157,23 @@ class AcceleratedIndex:
         log.info("approximate index (%s) built over %d vectors in %.1f s", ann.kind,
                  len(ann), self.ann_build_s)
 
-    def _build_stopped(self) -> None:
+    def _catch_up(self, ann: AnnIndex) -> None:
+        """Apply to ``ann`` what changed while it was built, in order (with the lock held)."""
+        for op, op_labels, op_vectors in self._pending:
+            if op == "add":
+                ann.add(op_labels, op_vectors)
+            else:
+                ann.remove(op_labels)
+        self._pending.clear()
+
+    def _build_stopped(self, ann: AnnIndex) -> None:
         with self._lock:
             self._building = None
-            self._pending.clear()
+            self._catch_up(ann)
+            self._partial = ann if len(ann) else None
             self.exact.compaction_allowed = True
-        log.info("approximate index build stopped: the index is closing")
+        log.info("approximate index build stopped (the index is closing) at %d of %d vectors",
+                 len(ann), len(self.exact))
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Stop a running build (between two batches) and any pending retry, and wait for it:
@@ -228,21 +256,16 @@ class AcceleratedIndex:
         return index
 
     def save_ann(self, path: Path) -> bool:
-        """Save the ANN if there is one ready; True when saved."""
+        """Save the ANN if there is one ready, or what a stopped build had added; True when
+        saved."""
         with self._lock:
-            ann = self._ann
+            ann = self._ann or self._partial
             if ann is None:
                 return False
             ann.save(path)
         return True
 
     def load_ann(self, path: Path) -> None:
-        """Use a saved ANN (from the same snapshot); if it cannot be read, build one."""
-        try:
-            ann = AnnIndex.load(path, self.dim)
-        except AnnIndexError as exc:
-            log.warning("approximate index %s not usable (%s); rebuilding it", path, exc)
-            self.maybe_build()
-            return
-        with self._lock:
-            self._ann = ann
+        """Load a saved ANN (from the same snapshot) in the background and add what it lacks;
+        if it cannot be read, build one."""
+        self.start_build(saved=path)

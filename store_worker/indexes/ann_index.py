@@ -196,6 +196,17 @@ class AnnIndex:
             if len(self._index):
                 self._index.remove(labels.astype(np.uint64))
 
+    def contains(self, labels: np.ndarray) -> np.ndarray:
+        """Which of ``labels`` the index holds (a boolean mask)."""
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        out = np.zeros(len(labels), dtype=bool)
+        ok = labels >= 0
+        with self._lock:
+            if len(self._index) and ok.any():
+                found = self._index.contains(labels[ok].astype(np.uint64))
+                out[ok] = np.asarray(found, dtype=bool).reshape(-1)
+        return out
+
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``k`` (label, approximate cosine) pairs, best first."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(self.dim)
