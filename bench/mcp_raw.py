@@ -15,7 +15,7 @@ import asyncio
 import json
 import sys
 from pathlib import Path
-from typing import Any, Self
+from typing import IO, Any, Self
 
 PROTOCOL_VERSION = "2025-06-18"
 LINE_LIMIT = 64 * 1024 * 1024
@@ -26,11 +26,14 @@ class ToolCallError(RuntimeError):
 
 
 class RawMcpClient:
-    def __init__(self, env: dict[str, str], cwd: Path, command: list[str] | None = None) -> None:
-        """``command`` starts the gateway (default: this interpreter, ``-m sessiond serve``)."""
+    def __init__(self, env: dict[str, str], cwd: Path, command: list[str] | None = None,
+                 stderr: IO[bytes] | None = None) -> None:
+        """``command`` starts the gateway (default: this interpreter, ``-m sessiond serve``);
+        its stderr goes to ``stderr`` (default: this process's)."""
         self.env = env
         self.cwd = cwd
         self.command = command or [sys.executable, "-m", "sessiond", "serve"]
+        self.stderr = stderr
         self.initialize_result: dict[str, Any] = {}
         self._proc: asyncio.subprocess.Process | None = None
         self._next_id = 0
@@ -38,7 +41,8 @@ class RawMcpClient:
     async def __aenter__(self) -> Self:
         self._proc = await asyncio.create_subprocess_exec(
             *self.command, cwd=str(self.cwd), env=self.env,
-            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, limit=LINE_LIMIT)
+            stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=self.stderr,
+            limit=LINE_LIMIT)
         self.initialize_result = await self._request("initialize", {
             "protocolVersion": PROTOCOL_VERSION, "capabilities": {},
             "clientInfo": {"name": "sessiond-bench-raw", "version": "0"}})
@@ -83,9 +87,14 @@ class RawMcpClient:
                     raise ToolCallError(f"{method}: {message['error']}")
                 return message["result"]
 
+    async def call_tool_result(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        """The whole ``tools/call`` result (``content``, ``isError``, ``structuredContent`` if
+        the server gives one), a tool error included: for servers that answer in text only."""
+        return await self._request("tools/call", {"name": name, "arguments": arguments})
+
     async def call_tool(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
         """The structured result of a tool call; a tool error raises ``ToolCallError``."""
-        result = await self._request("tools/call", {"name": name, "arguments": arguments})
+        result = await self.call_tool_result(name, arguments)
         if result.get("isError"):
             raise ToolCallError(f"{name}: {result.get('content')}")
         return result["structuredContent"]
