@@ -24,7 +24,7 @@ Latency percentiles pool every call of every round but each round's first store 
 it waits for what the server still starts); spawn, first store and RSS are medians over rounds. Prints a markdown table with the ratios sessiond / peer and issue 10's targets
 (store >= 6x and search >= 2.5x faster at p50, RSS <= 1.3x the peer's); ``--json`` keeps it all.
 
-Usage: ``uv run python -m bench.peer_compare [--rounds 1] [--json out.json]`` (~1.5 min a round)
+Usage: ``uv run python -m bench.peer_compare [--rounds 1] [--json out.json]`` (~2.5 min a round)
 """
 
 from __future__ import annotations
