@@ -138,8 +138,9 @@ def stack_process(cfg: Config) -> psutil.Process | None:
     return None
 
 
-def stop_stack(cfg: Config, timeout_s: float = 10.0) -> bool:
-    """SIGTERM the stack and wait for it; False if none was running."""
+def stop_stack(cfg: Config, timeout_s: float = 90.0) -> bool:
+    """SIGTERM the stack and wait for it (a 1M-memory store takes ~15 s to write its snapshot;
+    the supervisor gives it up to ``STORE_STOP_S``); False if none was running."""
     import psutil
 
     proc = stack_process(cfg)

@@ -50,7 +50,8 @@ log = logging.getLogger("sessiond.supervisor")
 
 STARTUP_TIMEOUT_S = 30.0  # a worker that has not registered by then is killed and restarted
 STABLE_AFTER_S = 10.0  # a worker that ran this long resets its restart backoff
-STORE_STOP_S = 15.0  # a large store writes its index snapshot as it stops (100k ~0.5 s, 220k ~4 s)
+STORE_STOP_S = 60.0  # a large store writes its index snapshot as it stops (100k ~0.5 s,
+# 220k ~4 s, 1M 15-17 s on a loaded 2-core machine); killed sooner, the next open rebuilds (~60 s)
 SCALE_UP_DEMAND = 2  # embed requests in hand or queued ...
 SCALE_UP_AFTER_S = 0.5  # ... for this long: start the parked embed workers
 
