@@ -276,8 +276,13 @@ def test_the_pool_grows_with_a_backlog_and_parks_after_it():
         def second():
             return run(cfg, embed_workers)["embed-1"]
 
+        async def store_ready(client):
+            info = await client.request(p.SERVICE_HUB, p.StackStatus())
+            return any(w.service == "store" and w.state == "ready" for w in info.workers)
+
         wait_for(lambda: run(cfg, embed_workers)["embed-0"].state == "ready", 30,
                  what="embed-0 ready")
+        wait_for(lambda: run(cfg, store_ready), 30, what="the store ready")  # may lag, loaded
         assert second().state == "parked" and second().pid is None
 
         async def send_backlog(client):
