@@ -161,12 +161,16 @@ def main(argv: list[str] | None = None) -> int:
 
 def _serve(cfg, log_stderr: bool = False) -> int:
     setup_logging(cfg, "gateway", also_stderr=log_stderr)
-    import anyio
+    from shared import heap
 
-    from gateway.server import build_server
-    from gateway.stdio import run_stdio
+    with heap.start_up():  # fastmcp, the MCP SDK and the tools' schemas: kept for good
+        import anyio
 
-    anyio.run(run_stdio, build_server(cfg))
+        from gateway.server import build_server
+        from gateway.stdio import run_stdio
+
+        server = build_server(cfg)
+    anyio.run(run_stdio, server)
     return ExitCode.OK
 
 
