@@ -21,9 +21,6 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from filelock import FileLock
-from filelock import Timeout as LockTimeout
-
 from shared import protocol as p
 from shared.client import HubClient
 from shared.config import Config, to_environ
@@ -31,6 +28,7 @@ from shared.errors import ServiceError, StackError
 
 if TYPE_CHECKING:
     import psutil  # imported where used: ~20-70 ms of a gateway's start otherwise
+    from filelock import FileLock  # (and ~10 ms: only a gateway that starts a stack needs it)
 
 log = logging.getLogger("sessiond.gateway")
 
@@ -55,14 +53,12 @@ async def ensure_stack(cfg: Config, client: HubClient) -> None:
                          "uses that hub and starts no stack of its own")
     if stack_runs(cfg) and await hub_alive(client, START_TIMEOUT_S / 3):
         return
-    lock = FileLock(str(cfg.run_dir / "spawn.lock"))
+    # Off the event loop (a gateway starts its stack while it answers ``initialize``): the
+    # lock's import and wait, and the launcher's run (a Python start, ~0.1-0.2 s).
+    lock = await asyncio.to_thread(_spawn_lock, cfg)
     try:
-        await asyncio.to_thread(lock.acquire, timeout=START_TIMEOUT_S)
-    except LockTimeout as exc:
-        raise StackError(f"timed out waiting for {lock.lock_file}") from exc
-    try:
-        if stack_process(cfg) is None:
-            spawn_detached(cfg)
+        if not stack_runs(cfg):
+            await asyncio.to_thread(spawn_detached, cfg)
         # else another gateway started it while we waited for the lock: wait for its hub
         deadline = time.monotonic() + START_TIMEOUT_S
         while time.monotonic() < deadline:
@@ -72,6 +68,19 @@ async def ensure_stack(cfg: Config, client: HubClient) -> None:
         raise StackError(f"the stack did not start; see {cfg.log_dir / 'stack.out'}")
     finally:
         lock.release()
+
+
+def _spawn_lock(cfg: Config) -> FileLock:
+    """The data dir's stack-starting lock, held; StackError if another holds it too long."""
+    from filelock import FileLock
+    from filelock import Timeout as LockTimeout
+
+    lock = FileLock(str(cfg.run_dir / "spawn.lock"))
+    try:
+        lock.acquire(timeout=START_TIMEOUT_S)
+    except LockTimeout as exc:
+        raise StackError(f"timed out waiting for {lock.lock_file}") from exc
+    return lock
 
 
 def spawn_detached(cfg: Config) -> None:
