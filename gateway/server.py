@@ -17,6 +17,7 @@ from pathlib import Path
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from fastmcp.server.lifespan import lifespan
+from fastmcp.server.middleware import Middleware
 
 from gateway.consent import AskUserMiddleware
 from gateway.metrics import CountingMiddleware, ToolCalls
@@ -34,8 +35,9 @@ log = logging.getLogger("sessiond.gateway")
 
 QUERY_EMBED_TIMEOUT_S = 3.0
 # fastmcp imports its session-state store (py-key-value with beartype, ~0.2 s) on the first
-# tool call. Importing it in the background once the gateway is up keeps that off the
-# assistant's first call (223 ms -> a few ms, measured over stdio).
+# tool call. Importing it in the background once the gateway has answered its first message
+# (``initialize``) keeps that off the assistant's first call (223 ms -> a few ms, measured over
+# stdio) without slowing the handshake.
 LAZY_IMPORTS = ("key_value.aio.adapters.pydantic", "key_value.aio.stores.memory")
 
 INSTRUCTIONS = (
@@ -56,6 +58,7 @@ class Gateway:
         self.cache = QueryCache()
         self.project = cfg.project or Path.cwd().name or "default"
         self._ready_lock = asyncio.Lock()
+        self.answered = asyncio.Event()  # set once the client has the first answer (FirstAnswer)
         self.permissions = Permissions(self)
         self.sessions = Sessions(self)
 
@@ -110,6 +113,7 @@ class Gateway:
             await self.ensure_stack()
         except StackError as exc:
             log.error("could not start the stack: %s", exc)
+        await self.answered.wait()
         for name in LAZY_IMPORTS:
             try:
                 await asyncio.to_thread(importlib.import_module, name)
@@ -129,6 +133,23 @@ class Gateway:
             await asyncio.sleep(interval)
             if not await hub_alive(self.client, timeout_s=1.0):
                 log.info("stack not answering keepalive; it will be restarted on the next call")
+
+
+class FirstAnswer(Middleware):
+    """Sets ``gateway.answered`` when a message comes in after the first was handled: the client
+    has its answer (``notifications/initialized`` follows the ``initialize`` reply)."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        self.handled = False
+
+    async def on_message(self, context, call_next):
+        if self.handled:
+            self.gateway.answered.set()
+        try:
+            return await call_next(context)
+        finally:
+            self.handled = True
 
 
 def build_server(cfg: Config) -> FastMCP:
@@ -152,10 +173,11 @@ def build_server(cfg: Config) -> FastMCP:
             gateway.client.close()
 
     # Every tool call is counted (gateway.metrics); the second middleware returns a permission
-    # question as the tool's result on 2026-07-28 connections (gateway.consent). ``version``:
-    # initialize / server/discover name sessiond's own version, not fastmcp's.
+    # question as the tool's result on 2026-07-28 connections (gateway.consent); the third lets
+    # the warm-up wait for the handshake. ``version``: initialize / server/discover name
+    # sessiond's own version, not fastmcp's.
     mcp = FastMCP("sessiond", instructions=INSTRUCTIONS, version=VERSION, lifespan=stack_lifespan,
-                  middleware=[CountingMiddleware(calls), AskUserMiddleware()])
+                  middleware=[CountingMiddleware(calls), AskUserMiddleware(), FirstAnswer(gateway)])
     from gateway import (
         memory_tools,
         metrics_tool,
