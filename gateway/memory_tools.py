@@ -10,6 +10,7 @@ from fastmcp import Context, FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import Field
 
+from gateway.described import tool
 from gateway.results import StoreResult
 from shared import protocol as p
 from shared.errors import BadRequest
@@ -79,14 +80,14 @@ def register(mcp: FastMCP, gw) -> None:
                            redacted=reply.redacted, message=msg,
                            session_id=extra.get("session_id") or None)
 
-    @mcp.tool(annotations=WRITE)
+    @tool(mcp, annotations=WRITE)
     async def store_reflection(content: Content, tags: Tags = None,
                                project: Project = None) -> StoreResult:
         """Remember an insight, decision or lesson for later sessions. Durable when this
         returns; secrets (API keys, tokens, passwords in URLs, private keys) are redacted."""
         return await remember("reflection", content, project, tags=tags or [])
 
-    @mcp.tool(annotations=WRITE)
+    @tool(mcp, annotations=WRITE)
     async def store_conversation(
         content: Content, project: Project = None,
         session_id: Annotated[str | None, Field(max_length=MAX_SESSION_ID_LEN)] = None,
@@ -98,7 +99,7 @@ def register(mcp: FastMCP, gw) -> None:
         return await remember("conversation", content, project, session_id=session_id,
                               metadata=metadata or {})
 
-    @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
+    @tool(mcp, annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
     async def delete_memories(
         ctx: Context,
         ids: Annotated[list[Annotated[str, Field(max_length=MAX_ID_LEN)]] | None,
@@ -120,7 +121,7 @@ def register(mcp: FastMCP, gw) -> None:
         return CountResult(count=reply.count, skipped=0, path="",
                            message=f"deleted {reply.count} memories")
 
-    @mcp.tool(annotations=WRITE)
+    @tool(mcp, annotations=WRITE)
     async def add_project_dependency(
         source_project: ProjectName,
         target_project: ProjectName,
@@ -137,7 +138,7 @@ def register(mcp: FastMCP, gw) -> None:
                                 description=d.description, created_at=d.created_at,
                                 created=d.created)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def reflection_stats(
         session_id: Annotated[str | None, Field(max_length=MAX_SESSION_ID_LEN, description=(
             "Also count this session's memories (by kind, project, pending vectors); "
@@ -150,7 +151,7 @@ def register(mcp: FastMCP, gw) -> None:
         return {**reply.data, "query_cache": gw.cache.stats()}
 
     # Destructive: with overwrite=true it replaces a file.
-    @mcp.tool(annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
+    @tool(mcp, annotations={**WRITE, "destructiveHint": True, "idempotentHint": False})
     async def export_memories(
         ctx: Context,
         path: Annotated[str, Field(min_length=1, max_length=4096, description=(
@@ -189,7 +190,7 @@ def register(mcp: FastMCP, gw) -> None:
                                      f"replace {target} ({size} bytes) with {what}")
         return True
 
-    @mcp.tool(annotations=WRITE)
+    @tool(mcp, annotations=WRITE)
     async def import_memories(
         path: Annotated[str, Field(min_length=1, max_length=4096, description=(
             "Absolute path of a JSONL file written by export_memories."))],

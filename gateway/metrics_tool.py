@@ -12,6 +12,7 @@ from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 from pydantic import Field
 
+from gateway.described import tool
 from gateway.metrics import percentiles
 from shared import protocol as p
 from shared.version import VERSION
@@ -161,7 +162,7 @@ def prometheus(m: MetricsResult) -> str:
 
 
 def register(mcp: FastMCP, gateway, calls) -> None:
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def metrics(
         format: Annotated[Literal["json", "prometheus"], Field(
             description="json: structured fields; prometheus: the same also as Prometheus "

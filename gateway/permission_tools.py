@@ -11,6 +11,7 @@ from fastmcp.exceptions import ToolError
 from pydantic import Field
 
 from gateway.consent import can_ask
+from gateway.described import tool
 from gateway.permissions import OPERATIONS, gated_names
 from shared import protocol as p
 from shared.limits import MAX_OPERATION_LEN, MAX_TRUST_MINUTES
@@ -64,7 +65,7 @@ class PermissionsResult:
 def register(mcp: FastMCP, gw) -> None:
     perms = gw.permissions
 
-    @mcp.tool(annotations=ANNOTATIONS)
+    @tool(mcp, annotations=ANNOTATIONS)
     async def permissions(
         ctx: Context,
         action: Annotated[Literal["status", "trust", "revoke", "revoke_all"], Field(description=(

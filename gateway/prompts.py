@@ -14,6 +14,7 @@ from fastmcp import Context, FastMCP
 from pydantic import Field
 
 from gateway import handoff
+from gateway.described import prompt
 from gateway.project_dir import detect
 
 RECALL_RESULTS = 10
@@ -26,7 +27,7 @@ Directory = Annotated[str | None, Field(max_length=4096, description=(
 
 
 def register(mcp: FastMCP, gw) -> None:
-    @mcp.prompt(name="start")
+    @prompt(mcp, name="start")
     def start_prompt(working_directory: Directory = None) -> str:
         """Start a sessiond working session on this project and summarise where it stands."""
         where = f" with working_directory={working_directory!r}" if working_directory else ""
@@ -35,7 +36,7 @@ def register(mcp: FastMCP, gw) -> None:
                 "its open recommendations, and the memories it lists that matter for what "
                 "comes next. Do not start on any of it until I say so.")
 
-    @mcp.prompt(name="checkpoint")
+    @prompt(mcp, name="checkpoint")
     def checkpoint_prompt(note: Annotated[str, Field(max_length=MAX_NOTE_CHARS, description=(
             "What this checkpoint is about."))] = "") -> str:
         """Checkpoint the session: quality score, a checkpoint memory and a commit."""
@@ -44,7 +45,7 @@ def register(mcp: FastMCP, gw) -> None:
         return (f"Call sessiond's `checkpoint` tool{about}. Report the score and its change, "
                 "whether a commit was made (and why not, if not), and any reflection stored.")
 
-    @mcp.prompt(name="end")
+    @prompt(mcp, name="end")
     def end_prompt() -> str:
         """End the session and write its handoff for the next one."""
         return ("Before ending, store with sessiond's `store_reflection` tool the decisions and "
@@ -52,7 +53,7 @@ def register(mcp: FastMCP, gw) -> None:
                 "or the commit messages already say). Then call sessiond's `end` tool and "
                 "give me its summary, the final score and the path of the handoff file.")
 
-    @mcp.prompt(name="recall")
+    @prompt(mcp, name="recall")
     async def recall_prompt(topic: Annotated[str, Field(min_length=1, max_length=MAX_TOPIC_CHARS,
                                                         description="What to recall.")]) -> str:
         """Search memory for a topic and summarise what it holds."""
@@ -76,7 +77,7 @@ def register(mcp: FastMCP, gw) -> None:
                      "about the topic, and say so if none are.")
         return "\n".join(lines)
 
-    @mcp.prompt(name="handoff")
+    @prompt(mcp, name="handoff")
     async def handoff_prompt(ctx: Context, working_directory: Directory = None) -> str:
         """The project's latest handoff: where the work stands and what is next."""
         cur = gw.sessions.current

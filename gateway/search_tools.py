@@ -13,6 +13,7 @@ from typing import Annotated
 from fastmcp import FastMCP
 from pydantic import Field
 
+from gateway.described import tool
 from gateway.results import (
     MemoriesResult,
     MemoryHit,
@@ -82,7 +83,7 @@ def _projects(project: str | None) -> list[str] | None:
 
 
 def register(mcp: FastMCP, gw) -> None:
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def quick_search(query: Query, project: ProjectFilter = None, limit: Limit = 5,
                            min_score: MinScore = 0.0,
                            session_id: SessionFilter = None) -> SearchResult:
@@ -92,7 +93,7 @@ def register(mcp: FastMCP, gw) -> None:
                                       session_id=gw.sessions.resolve_id(session_id))
         return search_result(query, reply, note)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def reflect_on_past(
         query: Query, limit: Limit = 10, min_score: MinScore = 0.0,
         project: ProjectFilter = None, decay: Decay = None, half_life_days: HalfLife = None,
@@ -106,7 +107,7 @@ def register(mcp: FastMCP, gw) -> None:
                                       session_id=gw.sessions.resolve_id(session_id))
         return search_result(query, reply, note)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def get_more_results(
         query: Query, offset: Offset = 10, limit: Limit = 10, project: ProjectFilter = None,
         min_score: MinScore = 0.0, decay: Decay = None, half_life_days: HalfLife = None,
@@ -121,7 +122,7 @@ def register(mcp: FastMCP, gw) -> None:
                                       session_id=gw.sessions.resolve_id(session_id))
         return search_result(query, reply, note, offset=offset)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def get_memory(
         ids: Annotated[list[Annotated[str, Field(min_length=1, max_length=MAX_ID_LEN)]],
                        Field(min_length=1, max_length=MAX_RESULTS, description=(
@@ -134,7 +135,7 @@ def register(mcp: FastMCP, gw) -> None:
         have = {m.id for m in found}
         return MemoriesResult(memories=found, missing=[i for i in ids if i not in have])
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def search_summary(query: Query, project: ProjectFilter = None) -> SearchSummary:
         """An overview of what memory holds on a topic: how many, which projects, top tags,
         time span, and the best few snippets."""
@@ -149,7 +150,7 @@ def register(mcp: FastMCP, gw) -> None:
             earliest=times[0] if times else None, latest=times[-1] if times else None,
             top=hits[:5])
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def search_by_file(
         file_path: Annotated[str, Field(min_length=1, max_length=MAX_FILE_PATH_LEN, description=(
             "A path or file name; `src/app.py` also finds mentions of `/repo/src/app.py`."))],
@@ -161,7 +162,7 @@ def register(mcp: FastMCP, gw) -> None:
                                       offset=offset, file_path=file_path, order="newest")
         return search_result(file_path, reply, note, offset=offset)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def search_by_concept(
         concept: Query, include_files: bool = True, limit: Limit = 10,
         project: ProjectFilter = None,
@@ -174,7 +175,7 @@ def register(mcp: FastMCP, gw) -> None:
             files = [f for f, _ in found.most_common(20)]
         return search_result(concept, reply, note, files=files)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def search_errors(
         query: Annotated[str | None, Field(max_length=MAX_QUERY_CHARS, description=(
             "What the error was about; omitted: the newest errors first."))] = None,
@@ -190,7 +191,7 @@ def register(mcp: FastMCP, gw) -> None:
             must_contain=error_type or None, order="relevance" if text.strip() else "newest")
         return search_result(text, reply, note, offset=offset)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def search_temporal(
         time_expression: Annotated[str, Field(
             min_length=1, max_length=MAX_TIME_EXPRESSION_LEN, description=(
@@ -205,7 +206,7 @@ def register(mcp: FastMCP, gw) -> None:
                                       offset=offset, time_expression=time_expression)
         return search_result(query or "", reply, note, offset=offset)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def search_across_projects(
         query: Query,
         current_project: Annotated[str, Field(min_length=1, max_length=MAX_PROJECT_LEN)],

@@ -11,6 +11,7 @@ from pydantic import Field
 
 from gateway import session_results as res
 from gateway import session_status
+from gateway.described import tool
 
 MAX_DIR_LEN = 4096
 MAX_MESSAGE_LEN = 2000
@@ -38,11 +39,11 @@ def register(mcp: FastMCP, gw) -> None:
         newest and the most relevant memories). Call it when work on a project begins."""
         return await sessions.start(ctx, working_directory)
 
-    mcp.tool(start_session, name="start", annotations=SESSION)
-    mcp.tool(start_session, name="init", annotations=SESSION,
-             description="Alias of start: start a working session on a project.")
+    tool(mcp, start_session, name="start", annotations=SESSION)
+    tool(mcp, start_session, name="init", annotations=SESSION,
+         description="Alias of start: start a working session on a project.")
 
-    @mcp.tool(annotations=SESSION)
+    @tool(mcp, annotations=SESSION)
     async def checkpoint(
         ctx: Context, working_directory: WorkingDirectory = None, message: Message = "",
         reflect: Annotated[bool, Field(description=(
@@ -55,7 +56,7 @@ def register(mcp: FastMCP, gw) -> None:
         turned off); untracked files are never committed unless configured."""
         return await sessions.checkpoint(ctx, working_directory, message, reflect)
 
-    @mcp.tool(annotations=SESSION)
+    @tool(mcp, annotations=SESSION)
     async def end(ctx: Context, working_directory: WorkingDirectory = None) -> res.EndResult:
         """End the session: the final score, a summary (duration, checkpoints and the score
         trend, memories stored, files changed and commits since the start, open
@@ -63,7 +64,7 @@ def register(mcp: FastMCP, gw) -> None:
         path is returned); the next start of this project reads it."""
         return await sessions.end(ctx, working_directory)
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def status(ctx: Context,
                      working_directory: WorkingDirectory = None) -> res.SessionStatus:
         """This window's session, the project (last score, git state), the sessions open in

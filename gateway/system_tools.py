@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fastmcp import FastMCP
 from fastmcp.exceptions import ToolError
 
+from gateway.described import tool
 from gateway.health import ComponentHealth, check_all, overall
 from shared import protocol as p
 from shared.version import VERSION
@@ -79,7 +80,7 @@ async def stack_status(gateway) -> StatusResult:
 
 
 def register(mcp: FastMCP, gateway) -> None:
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def ping() -> PingResult:
         """Check that the sessiond stack answers; returns versions, pids and the round trip."""
         t0 = time.perf_counter()
@@ -88,7 +89,7 @@ def register(mcp: FastMCP, gateway) -> None:
         return PingResult(ok=True, version=VERSION, gateway_pid=os.getpid(), stack_pid=pong.pid,
                           round_trip_ms=round((time.perf_counter() - t0) * 1000, 3))
 
-    @mcp.tool(annotations=READ_ONLY)
+    @tool(mcp, annotations=READ_ONLY)
     async def health_check() -> HealthResult:
         """Probe each component concurrently (python runtime, data dir, hub, store, embed,
         quality): healthy, degraded or unhealthy, with latency and the reason."""
