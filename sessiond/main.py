@@ -31,7 +31,6 @@ def _parser():
     services.extend_serve(sub.add_parser("serve", help="run the MCP gateway on stdio (what "
                                          "Claude Code starts), or over HTTP"))
     stack = sub.add_parser("stack", help="run the stack (hub, supervisor, workers) in the foreground")
-    stack.add_argument("--detach", action="store_true", help=argparse.SUPPRESS)
     stack.add_argument("--log-stderr", action="store_true", help="also log to stderr")
     sub.add_parser("stop", help="stop the running stack")
     status = sub.add_parser("status", help="sessions, the project here and the stack's "
@@ -175,11 +174,6 @@ def _serve(cfg, log_stderr: bool = False) -> int:
 
 
 def _stack(cfg, args) -> int:
-    if args.detach:
-        from gateway.stack_control import launch_stack_process
-
-        launch_stack_process(cfg)
-        return ExitCode.OK
     setup_logging(cfg, "stack", also_stderr=args.log_stderr)
     from shared.supervisor import Supervisor
 
