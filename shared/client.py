@@ -43,6 +43,13 @@ log = logging.getLogger("sessiond.client")
 # The DEALER only queues to live connections, so a send that waits this long has no hub.
 CONNECT_WAIT_S = 1.0
 
+# ``retry_unavailable``: the first retry after this, then twice as long each time up to the cap.
+# A worker that starts or restarts takes ~0.3-1 s: a request retried at most 0.1 s apart reaches
+# it at most 0.1 s after it is ready (with a 0.5 s cap the first search on a stack that was
+# starting waited ~0.2-0.4 s more), for ~10 tiny requests a second to the hub meanwhile.
+RETRY_FIRST_S = 0.05
+RETRY_MAX_S = 0.1
+
 # The gateway's stdin marks undecodable input with this noncharacter (gateway/stdio.py).
 INVALID_TEXT_MARK_UTF8 = INVALID_TEXT_MARK.encode()
 
@@ -146,7 +153,7 @@ class HubClient:
     ) -> p.ReplyBody:
         timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
         deadline_mono = time.monotonic() + timeout_s
-        delay = 0.05
+        delay = RETRY_FIRST_S
         while True:
             try:
                 return await self._once(service, body, deadline_mono, idempotent)
@@ -159,7 +166,7 @@ class HubClient:
                 if isinstance(exc, ReplyLost) and not idempotent:
                     raise  # it may have run: only the caller can tell whether to send it again
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 0.5)
+                delay = min(delay * 2, RETRY_MAX_S)
 
     async def _once(self, service: str, body: p.RequestBody, deadline_mono: float,
                     idempotent: bool) -> p.ReplyBody:
