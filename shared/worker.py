@@ -21,10 +21,10 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import psutil
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
+from shared import heap
 from shared import protocol as p
 from shared.config import Config
 from shared.curve import client_keys, handshake_refusal
@@ -70,7 +70,6 @@ class Worker:
         self._arrived: dict[tuple[bytes, int], float] = {}
         self._latencies: deque[float] = deque(maxlen=LATENCY_WINDOW)
         self.replied = 0
-        self._process = psutil.Process()
 
     # ------------------------------------------------------ service hooks
     def setup(self) -> None:
@@ -96,7 +95,7 @@ class Worker:
         a request's arrival to its reply, over the last ``LATENCY_WINDOW`` requests), requests
         answered, resident memory. Runs on the IO thread, which owns these numbers."""
         out: p.Stats = {"requests_answered": self.replied,
-                        "rss_bytes": self._process.memory_info().rss}
+                        "rss_bytes": heap.resident_bytes()}
         if self._latencies:
             ms = sorted(self._latencies)
             last = len(ms) - 1
