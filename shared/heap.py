@@ -66,8 +66,8 @@ def start_up() -> Iterator[None]:
 
 
 def resident_bytes() -> int:
-    """This process's resident memory (RSS). Read from ``/proc`` where there is one: importing
-    psutil only for this cost each worker ~4 MB of RSS."""
+    """This process's resident memory (RSS), read from ``/proc`` where there is one (so the
+    workers need not import psutil for it)."""
     try:
         with open("/proc/self/statm", "rb") as f:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
