@@ -64,18 +64,22 @@ def array_path_for(path: Path, token: str, name: str) -> Path:
 
 
 def _write_array(target: Path, name: str, array: np.ndarray) -> None:
-    """Write ``array`` as an ``.npy`` file (a growable matrix with a zero tail, left sparse)."""
+    """Write ``array`` as an ``.npy`` file, fsynced (a growable matrix gets a tail of zero rows,
+    left as a hole in the file). Plain writes, not a mapping: a full disk is then an OSError
+    (the snapshot is skipped), not a SIGBUS that kills the store."""
     rows = len(array)
     shape = (rows + rows // 4 + 1, *array.shape[1:]) if name in GROWABLE else array.shape
-    out = np.lib.format.open_memmap(target, mode="w+", dtype=array.dtype, shape=shape)
-    try:
+    header = {**np.lib.format.header_data_from_array_1_0(array), "shape": shape,
+              "fortran_order": False}
+    with open(target, "wb") as f:
+        np.lib.format.write_array_header_1_0(f, header)
+        start = f.tell()
         step = max(1, (64 << 20) // max(1, array[:1].nbytes))  # ~64 MB at a time
-        for lo in range(0, rows, step):
-            hi = min(rows, lo + step)
-            out[lo:hi] = array[lo:hi]
-        out.flush()
-    finally:
-        del out
+        f.writelines(np.ascontiguousarray(array[lo:lo + step]).tobytes()
+                     for lo in range(0, rows, step))
+        f.truncate(start + int(np.prod(shape)) * array.dtype.itemsize)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 def ann_path_for(path: Path, token: str) -> Path:
@@ -103,6 +107,8 @@ def save(path: Path, token: str, cat: Catalog, text: TextIndex,
                        "mapped": np.array(mapped or [""], dtype="U")[: len(mapped)]})
         with open(tmp, "wb") as f:
             np.savez(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())  # durable before its token is committed
         tmp.replace(path)
     except BaseException:
         tmp.unlink(missing_ok=True)
