@@ -115,9 +115,7 @@ def save(path: Path, token: str, cat: Catalog, text: TextIndex,
         for written in path.parent.glob(f"{mine}*"):
             written.unlink(missing_ok=True)
         raise
-    for old in path.parent.glob(f"{path.name}.*"):  # older snapshots' arrays and ANN files
-        if not old.name.startswith(mine):
-            old.unlink(missing_ok=True)
+    _remove_files_of_others(path, token)  # older snapshots' arrays and ANN files
 
 
 def load(path: Path, token: str, ann_min_rows: int = ANN_MIN_ROWS,
@@ -155,6 +153,14 @@ def remove_temp_files(path: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
+def _remove_files_of_others(path: Path, token: str) -> None:
+    """Remove the arrays and ANN files beside ``path`` that belong to another token."""
+    mine = f"{path.name}.{token[:16]}."
+    for other in path.parent.glob(f"{path.name}.*"):
+        if not other.name.startswith(mine):
+            other.unlink(missing_ok=True)
+
+
 def discard(path: Path) -> None:
     """Remove the snapshot, its arrays, its approximate index and any temp file."""
     path.unlink(missing_ok=True)
@@ -177,9 +183,7 @@ def open_indexes(con: duckdb.DuckDBPyConnection, db_path: Path, may_use: bool,
     if found and may_use:
         indexes = load(path, found[0][0], ann_min_rows)
         if indexes is not None:
-            for other in path.parent.glob(f"{path.name}.*"):  # left by a save that failed
-                if not other.name.startswith(f"{path.name}.{found[0][0][:16]}."):
-                    other.unlink(missing_ok=True)
+            _remove_files_of_others(path, found[0][0])  # left by a save that failed
             return indexes, "snapshot"
     discard(path)  # it can never be used again: its token is gone
     return loader.load_all(con, ann_min_rows), "tables"
