@@ -72,9 +72,21 @@ def test_build_is_deterministic(tmp_path: Path) -> None:
     fast_model.build(default_model_path(), dest)
     assert sha256_file(dest) == FAST_MODEL_SHA256
     assert [p.name for p in dest.parent.iterdir()] == ["fast.onnx"]  # no temp file left
-    ops = [n.op_type for n in onnx.load(str(dest)).graph.node]
+    graph = onnx.load(str(dest)).graph
+    ops = [n.op_type for n in graph.node]
     assert ops.count("MatMulNBits") == fast_model.EXPECTED_MATMULS == 36
-    assert "Cast" in ops  # the embedding tables keep their Cast+Mul
+    # The word and position tables are gathered as int8 rows, never folded to float32: no
+    # Gather reads a Mul, and no Cast reads an initializer.
+    producer = {out: n for n in graph.node for out in n.output}
+    inits = {t.name for t in graph.initializer}
+    assert not [n.name for n in graph.node
+                if n.op_type == "Gather" and producer.get(n.input[0], n).op_type == "Mul"]
+    assert not [n.name for n in graph.node if n.op_type == "Cast" and n.input[0] in inits]
+    tables = [n.input[0] for n in graph.node if n.op_type == "Gather" and n.input[0] in inits
+              and onnx.TensorProto.INT8 == next(t.data_type for t in graph.initializer
+                                                 if t.name == n.input[0])]
+    assert sorted(tables) == ["inner.embeddings.position_embeddings.weight_q",
+                              "inner.embeddings.word_embeddings.weight_q"]
 
 
 def test_build_refuses_a_different_result(tmp_path: Path) -> None:
@@ -120,6 +132,27 @@ def test_corpus_matches_reference_and_original(original: Embedder, corpus_texts:
     to_original = row_cosines(fast_corpus[rows], original.embed([corpus_texts[i] for i in rows]))
     assert to_original.mean() >= 0.999, to_original.mean()
     assert to_original.min() >= 0.995, to_original.min()
+
+
+def test_gathered_tables_give_the_vectors_of_tables_folded_at_load(
+        fast: Embedder, corpus_texts: list[str], fast_corpus: np.ndarray,
+        tmp_path: Path) -> None:
+    # The build before gather_quantized: the MatMuls rewritten, the tables left for
+    # onnxruntime to fold to float32 at load. Dequantising only the gathered rows does the
+    # same multiplications on the same values, so every vector is equal bit for bit.
+    import onnxruntime as ort
+
+    from embed_worker.model import _open_session
+
+    folded = onnx.load(str(default_model_path()))
+    assert fast_model.rewrite(folded) == fast_model.EXPECTED_MATMULS
+    path = tmp_path / "folded.onnx"
+    onnx.save(folded, str(path))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    before = Embedder(_open_session(path, options), fast._tokenizer, 1)
+    assert np.array_equal(before.embed(corpus_texts), fast_corpus)
 
 
 def test_batched_equals_one_at_a_time(fast: Embedder, corpus_texts: list[str],
