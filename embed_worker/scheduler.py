@@ -26,6 +26,7 @@ class Job:
     out: np.ndarray  # (n, dim) float32, filled as chunks complete
     order: deque[int] = field(default_factory=deque)  # indices still to run, shortest first
     done: int = 0
+    failed: bool = False  # answered with an error; whatever of it is still running is dropped
 
     def __post_init__(self) -> None:
         if not self.order:

@@ -10,6 +10,11 @@ Two lanes share the one model (an ONNX session runs calls from several threads a
   ``BULK_NICE``), so on a busy machine the query lane, the store's acks and the gateways get the
   cores first, and bulk work takes what is left. (A query request too large for the query lane
   goes to the bulk lane, ahead of the documents.)
+- **more bulk lanes** (``embed_bulk_lanes``, one per core up to 4): helper threads, at the same
+  lower priority, that each take the next chunk while the compute thread runs one, so a backlog
+  uses every core while a lone request runs on one. Measured on 2 cores, 800 ~60-token texts:
+  two lanes 134 texts/s against 70 for one, the process peaking at ~210 MB against ~170;
+  a second embed worker process gave ~1.8x and held ~150 MB more.
 
 (Query vectors
 are cached by the gateway, before any round trip: with LRU routing across a pool a per-worker
@@ -28,7 +33,7 @@ import time
 
 import numpy as np
 
-from embed_worker.scheduler import Job, Scheduler
+from embed_worker.scheduler import Job, Scheduler, Slice
 from shared import heap
 from shared import protocol as p
 from shared.errors import BadRequest, Unavailable
@@ -77,8 +82,14 @@ class EmbedWorker(Worker):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self.lane: queue.SimpleQueue[Delivery | None] = queue.SimpleQueue()  # the query lane's
-        self.texts_embedded = 0  # by the bulk lane
+        self.texts_embedded = 0  # by the bulk lanes
+        self.helper_texts_embedded = 0  # the part of it embedded by the lanes beyond the first
         self.queries_embedded = 0  # by the query lane
+        # Guards what the bulk lanes share: the scheduler, the jobs' progress, texts_embedded,
+        # and the two flags below; helpers wait on it for a chunk to take.
+        self.bulk = threading.Condition()
+        self._main_lane_busy = False  # the compute thread is running a chunk
+        self._helpers_stop = False
 
     def setup(self) -> None:
         from embed_worker.model import DIM, MODEL_ID, Embedder, ModelLoadError
@@ -113,7 +124,9 @@ class EmbedWorker(Worker):
     def stats(self) -> dict[str, str | int | float | bool]:
         return {"model": self.model_id, "model_loaded": self.model is not None,
                 "texts_embedded": self.texts_embedded + self.queries_embedded,
-                "queries_embedded": self.queries_embedded}
+                "queries_embedded": self.queries_embedded,
+                "bulk_lanes": self.cfg.embed_bulk_lanes,
+                "helper_texts_embedded": self.helper_texts_embedded}
 
     def submit(self, delivery: Delivery) -> None:
         """On the IO thread: a query or ping to the query lane, the rest to the bulk lane."""
@@ -185,11 +198,15 @@ class EmbedWorker(Worker):
     def compute_loop(self) -> None:
         lane = threading.Thread(target=self.query_loop, name="embed-query-lane")
         lane.start()
+        helpers = [threading.Thread(target=self.helper_loop, name=f"embed-bulk-{i}")
+                   for i in range(1, self.cfg.embed_bulk_lanes)]
+        for helper in helpers:
+            helper.start()
         lower_thread_priority(BULK_NICE)
         stopping = False
         trimmed_at = self.texts_embedded
-        while not stopping or self.scheduler:
-            if not self.scheduler:
+        while not stopping or self._has_work():
+            if not self._has_work():
                 if self.texts_embedded - trimmed_at >= TRIM_AFTER_TEXTS and self.inbox.empty():
                     heap.trim()  # idle after bulk work: back to the resting size
                     trimmed_at = self.texts_embedded
@@ -199,17 +216,44 @@ class EmbedWorker(Worker):
                 self._admit(delivery)
             stopping = self._gather() or stopping
             self._run_chunk()
+        with self.bulk:  # nothing is left to take: each helper ends after its current chunk
+            self._helpers_stop = True
+            self.bulk.notify_all()
+        for helper in helpers:
+            helper.join()
         self.lane.put(None)
         lane.join()
         self.teardown()
         self.close_waker()
+
+    def helper_loop(self) -> None:
+        """A bulk lane beyond the first: take the next chunk whenever the compute thread is
+        running one and more work waits; otherwise sleep."""
+        lower_thread_priority(BULK_NICE)
+        while True:
+            with self.bulk:
+                while not self._helpers_stop and not (self._main_lane_busy and self.scheduler):
+                    self.bulk.wait()
+                if self._helpers_stop:
+                    return
+                slices = self.scheduler.next_chunk()
+            try:
+                self._embed_slices(slices, helper=True)
+            except Exception as exc:  # a bug here must not end the lane or strand its requests
+                log.exception("a bulk lane failed on a chunk; it keeps serving")
+                self._fail_jobs(slices, f"bulk lane failed: {exc}")
+
+    def _has_work(self) -> bool:
+        with self.bulk:
+            return bool(self.scheduler)
 
     def _gather(self) -> bool:
         """Admit what has arrived; wait a moment for more if the pending work is small.
         Returns True if the stop sentinel was seen."""
         deadline = time.monotonic() + COALESCE_S
         while True:
-            small = self.scheduler.pending_texts() < 32 and not self.scheduler.queries
+            with self.bulk:
+                small = self.scheduler.pending_texts() < 32 and not self.scheduler.queries
             timeout = deadline - time.monotonic() if small else 0
             try:
                 delivery = self.inbox.get(timeout=timeout) if timeout > 0 else self.inbox.get_nowait()
@@ -236,9 +280,11 @@ class EmbedWorker(Worker):
             log.exception("tokenizing failed")
             self.finish(delivery, p.Error(code="internal", message=f"tokenizer failed: {exc}"))
             return
-        self.scheduler.add(Job(key=delivery, texts=texts, lengths=lengths,
-                               is_query=body.kind == "query",
-                               out=np.empty((len(texts), self.dim), dtype=np.float32)))
+        job = Job(key=delivery, texts=texts, lengths=lengths, is_query=body.kind == "query",
+                  out=np.empty((len(texts), self.dim), dtype=np.float32))
+        with self.bulk:
+            self.scheduler.add(job)
+            self.bulk.notify_all()  # a helper may take part of it if the compute thread is busy
 
     def _validate(self, body: p.Embed) -> list[str]:
         if self.model is None:
@@ -253,27 +299,54 @@ class EmbedWorker(Worker):
         return [t[:MAX_CHARS] for t in body.texts]
 
     def _run_chunk(self) -> None:
-        slices = self.scheduler.next_chunk()
-        if not slices:
-            return
+        """On the compute thread: run the next chunk, letting helpers take the ones after it."""
+        with self.bulk:
+            slices = self.scheduler.next_chunk()
+            if not slices:
+                return
+            self._main_lane_busy = True
+            self.bulk.notify_all()
+        try:
+            self._embed_slices(slices)
+        finally:
+            with self.bulk:
+                self._main_lane_busy = False
+
+    def _embed_slices(self, slices: list[Slice], helper: bool = False) -> None:
+        """Embed one chunk (outside the lock) and record it; answer each job it completes."""
         texts = [s.job.texts[i] for s in slices for i in s.indices]
         try:
             vectors = self.model.embed(texts)
         except Exception as exc:  # ONNX failed on this chunk: fail its requests, keep serving
             log.exception("embedding a chunk of %d texts failed", len(texts))
-            for job in {id(s.job): s.job for s in slices}.values():
-                job.order.clear()  # drop what is left of it; the scheduler forgets it
-                self.finish(job.key, p.Error(code="internal", message=f"model failed: {exc}"))
+            self._fail_jobs(slices, f"model failed: {exc}")
             return
-        self.texts_embedded += len(texts)
-        row = 0
-        for s in slices:
-            n = len(s.indices)
-            s.job.out[s.indices] = vectors[row:row + n]
-            row += n
-            s.job.done += n
-            if s.job.complete:
-                self._reply(s.job.key, s.job.out)
+        complete: list[Job] = []
+        with self.bulk:
+            self.texts_embedded += len(texts)
+            if helper:
+                self.helper_texts_embedded += len(texts)
+            row = 0
+            for s in slices:
+                n = len(s.indices)
+                s.job.out[s.indices] = vectors[row:row + n]
+                row += n
+                s.job.done += n
+                if s.job.complete:
+                    complete.append(s.job)
+        for job in complete:
+            self._reply(job.key, job.out)
+
+    def _fail_jobs(self, slices: list[Slice], message: str) -> None:
+        """Answer each job of ``slices`` with an error, once; the scheduler forgets the rest of
+        them (a job failed never completes, so no lane answers it again)."""
+        with self.bulk:
+            jobs = [job for job in {id(s.job): s.job for s in slices}.values() if not job.failed]
+            for job in jobs:
+                job.order.clear()
+                job.failed = True
+        for job in jobs:
+            self.finish(job.key, p.Error(code="internal", message=message))
 
     def _reply(self, delivery: Delivery, out: np.ndarray) -> None:
         if time.time() > delivery.header.deadline:

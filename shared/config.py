@@ -23,8 +23,8 @@ from shared.limits import MAX_TRUST_MINUTES
 ENV_PREFIX = "SESSIOND_"
 
 
-def _default_embed_workers() -> int:
-    # One ONNX worker per core, capped: more processes than cores only adds contention.
+def _default_bulk_lanes() -> int:
+    # One bulk lane per core, capped: more threads than cores only adds contention.
     return max(1, min(4, os.cpu_count() or 1))
 
 
@@ -43,7 +43,13 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # The bearer token of `sessiond serve --http` (`sessiond keys token`); required when the
     # HTTP gateway binds beyond loopback, checked whenever it is set.
     http_token_file: str = ""
-    embed_workers: int = msgspec.field(default_factory=_default_embed_workers)
+    # Embed worker processes. One is enough on one machine: a backlog is spread over its bulk
+    # lanes (below), which share its one model. A second process doubled the backfill's speed
+    # on 2 cores too, but held ~150 MB more while it ran; two lanes hold ~50 MB more.
+    embed_workers: int = 1
+    # Threads of an embed worker that embed a backlog's chunks side by side, at a lower OS
+    # priority; a lane beyond the first runs only while more than one chunk waits.
+    embed_bulk_lanes: int = msgspec.field(default_factory=_default_bulk_lanes)
     embed_threads: int = 1  # ONNX intra-op threads per embed worker
     # Embed workers that run while nothing is to embed; the rest start with a backlog and
     # stop again after it (shared/supervisor.py).
@@ -176,9 +182,10 @@ def load_config(environ: dict[str, str] | None = None, *, create_dirs: bool = Tr
 
 
 def _validate(cfg: Config) -> None:
-    if cfg.embed_workers < 1 or cfg.embed_threads < 1 or cfg.embed_workers_at_rest < 1:
-        raise ConfigError("embed_workers, embed_workers_at_rest and embed_threads must be at "
-                          "least 1")
+    if min(cfg.embed_workers, cfg.embed_threads, cfg.embed_workers_at_rest,
+           cfg.embed_bulk_lanes) < 1:
+        raise ConfigError("embed_workers, embed_workers_at_rest, embed_bulk_lanes and "
+                          "embed_threads must be at least 1")
     if cfg.heartbeat_interval_s <= 0 or cfg.heartbeat_liveness < 2:
         raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
     if cfg.decay_half_life_days <= 0:
