@@ -16,8 +16,9 @@ is read:
 4. **rest again**: once the embed workers started for the backlog are parked again
    (``embed_park_after_s``, 30 s by default; ``--now`` sets it, e.g. ``embed_park_after_s=5``).
 
-The comparison run (``--before``, default: the settings before issue 10's work, i.e. both embed
-workers always running and onnxruntime's CPU arena on) runs the same steps in the same run.
+The comparison run (``--before``, default: the embed pool as it was before bulk lanes, i.e. a
+second embed worker process started for a backlog and one bulk lane each) runs the same steps
+in the same run.
 
 Usage: ``uv run python -m bench.rss [--now k=v ...] [--before k=v ...] [--json out.json]``
 """
@@ -159,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--now", nargs="*", default=[], help="settings (key=value) of the first run")
     ap.add_argument("--before", nargs="*",
-                    default=["embed_memory_arena=true", "embed_workers_at_rest=4"],
+                    default=["embed_workers=2", "embed_bulk_lanes=1"],
                     help="settings (key=value) of the comparison run; none: no comparison")
     ap.add_argument("--memories", type=int, default=1000)
     ap.add_argument("--stores", type=int, default=300)

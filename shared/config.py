@@ -97,6 +97,9 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     checkpoint_include_untracked: bool = False
     checkpoint_commit_timeout_s: float = 30.0  # staging and the commit with its hooks
     quality_threshold: float = 10.0
+    # The quality worker starts at its first request (which waits for it, ~0.3 s) and stops
+    # after this long without one; 0 keeps it running from the stack's start.
+    quality_park_after_s: float = 120.0
     # Automatic capture (sessiond.hooks, shared.privacy): the session-start hook's context
     # budget in tokens (~4 characters each; 0: print nothing); whether the Stop hook imports
     # the transcript's new turns (the PreCompact and SessionEnd hooks always do); project
@@ -197,6 +200,8 @@ def _validate(cfg: Config) -> None:
                           f"{MAX_TRUST_MINUTES}")
     if not 1 <= cfg.checkpoint_commit_timeout_s <= 300:
         raise ConfigError("checkpoint_commit_timeout_s must be 1..300 seconds")
+    if cfg.quality_park_after_s < 0:
+        raise ConfigError("quality_park_after_s must be 0 (always running) or more")
     if not 0 < cfg.quality_threshold <= 100:
         raise ConfigError("quality_threshold must be more than 0 and at most 100 (points)")
     if not 0 <= cfg.hook_context_tokens <= 20_000:

@@ -8,8 +8,10 @@ workers' deaths may be what kills them (a poison request), so it is answered wit
 names it and never sent again. A non-idempotent request in hand at a death is answered with an
 error at once (it may or may not have taken effect). Neither error is ``unavailable``, which
 clients retry.
-A service with no worker at all answers ``unavailable`` at once; a queued request whose deadline
-passes answers ``timeout``. Undecodable frames are logged and dropped.
+A service with no worker at all answers ``unavailable`` at once, except a service started on
+demand (``on_demand``: the supervisor starts its worker when it sees a request waiting), whose
+requests wait in its queue; a queued request whose deadline passes answers ``timeout``.
+Undecodable frames are logged and dropped.
 
 The hub runs in its own thread of the supervisor process and owns its two sockets; other
 threads talk to it only through ``commands`` (a thread-safe queue) and read its counters.
@@ -84,6 +86,7 @@ class Hub:
         heartbeat_expiry_s: float,
         local_handler: Callable[[p.RequestBody], p.ReplyBody],
         curve: ServerKeys | None = None,
+        on_demand: frozenset[str] = frozenset(),
     ) -> None:
         self.auth: HubAuthenticator | None = None
         self.watches: list[HandshakeWatch] = []
@@ -103,6 +106,7 @@ class Hub:
         self.heartbeat_interval_s = heartbeat_interval_s
         self.heartbeat_expiry_s = heartbeat_expiry_s
         self.local_handler = local_handler
+        self.on_demand = on_demand  # services whose requests wait for a worker to be started
         self.workers: dict[bytes, WorkerRef] = {}
         self.queues: dict[str, deque[Pending]] = {}
         self.counters = Counters()
@@ -194,6 +198,11 @@ class Hub:
                 return
             if name == "stop_intake":
                 self.intake_open = False
+                for service in self.on_demand:  # no worker will be started for these now
+                    if not any(w.service == service for w in self.workers.values()):
+                        for pending in self.queues.pop(service, deque()):
+                            self._fail(pending.client, pending.header.id, "unavailable",
+                                       "the stack is shutting down")
             elif name == "purge_pid":
                 for w in [w for w in self.workers.values() if w.pid == arg]:
                     self._purge(w, "process exited")
@@ -222,7 +231,8 @@ class Hub:
             self._fail(client, header.id, "bad_request", f"unknown service {header.service!r}")
             return
         pending = Pending(client, header, header_raw, body_raw)
-        if not any(w.service == header.service for w in self.workers.values()):
+        if (header.service not in self.on_demand
+                and not any(w.service == header.service for w in self.workers.values())):
             self._fail(client, header.id, "unavailable", f"no live {header.service} worker")
             return
         self.queues.setdefault(header.service, deque()).append(pending)
@@ -331,7 +341,8 @@ class Hub:
         if retry:
             q = self.queues.setdefault(worker.service, deque())
             q.extendleft(reversed(retry))
-        if not any(w.service == worker.service for w in self.workers.values()):
+        if (worker.service not in self.on_demand
+                and not any(w.service == worker.service for w in self.workers.values())):
             # Nobody left to serve what is queued: fail fast rather than hang.
             for pending in self.queues.pop(worker.service, deque()):
                 self._fail(pending.client, pending.header.id, "unavailable",
@@ -354,11 +365,14 @@ class Hub:
 
     def _expire_queued(self) -> None:
         now_wall = time.time()
-        for q in self.queues.values():
+        for service, q in self.queues.items():
             keep = deque()
+            absent = not any(w.service == service for w in self.workers.values())
+            why = f" (no {service} worker came up)" if absent else ""
             for pending in q:
                 if pending.header.deadline < now_wall:
-                    self._fail(pending.client, pending.header.id, "timeout", "deadline passed in queue")
+                    self._fail(pending.client, pending.header.id, "timeout",
+                               "deadline passed in queue" + why)
                 else:
                     keep.append(pending)
             q.clear()

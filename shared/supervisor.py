@@ -17,6 +17,12 @@ The embed pool scales with demand: ``embed_workers_at_rest`` workers run always;
 hand or queued for ``SCALE_UP_AFTER_S`` (the store's filler backfilling an import keeps several
 128-text requests there; a query is answered in milliseconds), and stop again after
 ``embed_park_after_s`` with none. Each parked worker is ~150 MB of RSS not held at rest.
+(By default there is one embed worker: it spreads a backlog over its own bulk lanes.)
+
+The quality worker runs on demand too (``quality_park_after_s`` > 0): parked at the start, it
+is started when the hub holds a request for it (the hub queues requests of an on-demand service
+while it has no worker) and parked again after ``quality_park_after_s`` without one: ~30 MB
+not held while no session, checkpoint or quality tool runs.
 """
 
 from __future__ import annotations
@@ -88,7 +94,9 @@ class Supervisor:
             self.children += [Child(f"embed-{i}", p.SERVICE_EMBED, "embed_worker",
                                     on_demand=i >= at_rest, wanted=i < at_rest)
                               for i in range(cfg.embed_workers)]
-            self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker"))
+            on_demand = cfg.quality_park_after_s > 0
+            self.children.append(Child("quality", p.SERVICE_QUALITY, "quality_worker",
+                                       on_demand=on_demand, wanted=not on_demand))
         self.host = socket.gethostname()
         self._next_alive = 0.0
         self.stop_reason = ""
@@ -97,6 +105,7 @@ class Supervisor:
         self._lock_fd: int | None = None
         self._demand_since: float | None = None  # embed demand high since (monotonic)
         self._quiet_since: float | None = None  # no embed request in hand since
+        self._quality_used_at = 0.0  # a quality request was last in hand or queued (monotonic)
 
     # ---------------------------------------------------------------- run
     def run(self) -> int:
@@ -110,7 +119,10 @@ class Supervisor:
         try:
             self.hub = Hub(ctx, eps, heartbeat_interval_s=self.cfg.heartbeat_interval_s,
                            heartbeat_expiry_s=self.cfg.heartbeat_expiry_s,
-                           local_handler=self._hub_request, curve=server_keys(self.cfg))
+                           local_handler=self._hub_request, curve=server_keys(self.cfg),
+                           on_demand=frozenset(c.service for c in self.children
+                                               if c.service == p.SERVICE_QUALITY
+                                               and c.on_demand))
         except ConfigError as exc:
             log.error("cannot start the hub: %s", exc)
             return ExitCode.CONFIG
@@ -183,6 +195,7 @@ class Supervisor:
             write_alive(self.cfg, "hub", {"workers": len(self.hub.registered())})
         registered = self._local_workers()
         self._scale_embed(now)
+        self._scale_quality(now)
         for child in self.children:
             if child.proc is not None and child.proc.poll() is not None:
                 self._on_exit(child, now)
@@ -201,7 +214,7 @@ class Supervisor:
 
     def _scale_embed(self, now: float) -> None:
         """Start the parked embed workers while a backlog is there; park them when it is gone."""
-        extra = [c for c in self.children if c.on_demand]
+        extra = [c for c in self.children if c.on_demand and c.service == p.SERVICE_EMBED]
         if not extra:
             return
         demand = self.hub.service_load(p.SERVICE_EMBED)
@@ -222,6 +235,26 @@ class Supervisor:
                     child.wanted = False
                     if child.pid is not None:
                         child.proc.send_signal(signal.SIGTERM)
+
+    def _scale_quality(self, now: float) -> None:
+        """Start the parked quality worker when a request waits for it; park it when it has
+        had none for ``quality_park_after_s``."""
+        child = next((c for c in self.children
+                      if c.on_demand and c.service == p.SERVICE_QUALITY), None)
+        if child is None:
+            return
+        if self.hub.service_load(p.SERVICE_QUALITY):
+            self._quality_used_at = now
+            if not child.wanted:
+                log.info("a quality request waits: starting %s", child.name)
+                child.wanted, child.next_start_at = True, now
+        elif (child.wanted and child.pid is not None and child.registered_at is not None
+              and now - max(self._quality_used_at, child.started_at)
+              >= self.cfg.quality_park_after_s):
+            log.info("no quality request for %.0fs: parking %s",
+                     now - max(self._quality_used_at, child.started_at), child.name)
+            child.wanted = False
+            child.proc.send_signal(signal.SIGTERM)
 
     def _silent(self, child: Child, now: float) -> bool:
         if child.registered_at is None:

@@ -31,6 +31,20 @@ def hub(env):
     thread.join(5)
 
 
+@pytest.fixture
+def on_demand_hub(env):
+    """A hub whose "quality" service is started on demand: its requests wait for a worker."""
+    eps = endpoints(load_config())
+    h = Hub(zmq.Context.instance(), eps, heartbeat_interval_s=0.1, heartbeat_expiry_s=0.4,
+            local_handler=lambda body: p.Pong(service="hub", pid=os.getpid(), uptime_s=0.0),
+            on_demand=frozenset({"quality"}))
+    thread = threading.Thread(target=h.run, daemon=True)
+    thread.start()
+    yield h, eps
+    h.commands.put(("stop", None))
+    thread.join(5)
+
+
 class FakeWorker:
     """A hand-driven worker socket: registers, then answers only when told to."""
 
@@ -74,6 +88,47 @@ def test_no_worker_means_unavailable_at_once(hub):
         return time.monotonic() - t0
 
     assert asyncio.run(scenario()) < 0.5
+
+
+def test_a_request_for_an_on_demand_service_waits_for_its_worker(on_demand_hub):
+    h, eps = on_demand_hub
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        try:
+            asking = asyncio.ensure_future(client.request("quality", p.Ping(), timeout_s=10))
+            await asyncio.sleep(0.3)  # no worker: it waits, where the supervisor can see it
+            assert not asking.done() and h.service_load("quality") == 1
+            worker = FakeWorker(eps, "quality")  # as the supervisor's worker comes up
+            client_id, header = await asyncio.to_thread(worker.receive)
+            worker.reply(client_id, header.id, pong("quality"))
+            assert (await asyncio.wait_for(asking, 5)).service == "quality"
+            worker.close()
+            with pytest.raises(Unavailable, match="no live store worker"):  # not on demand
+                await client.request("store", p.Ping(), timeout_s=5)
+        finally:
+            client.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_waiting_on_demand_request_fails_when_the_stack_stops(on_demand_hub):
+    h, eps = on_demand_hub
+
+    async def scenario():
+        client = HubClient(eps.clients)
+        try:
+            asking = asyncio.ensure_future(client.request("quality", p.Ping(), timeout_s=30))
+            await asyncio.sleep(0.3)
+            t0 = time.monotonic()
+            h.commands.put(("stop_intake", None))  # no worker will be started for it now
+            with pytest.raises(Unavailable, match="shutting down"):
+                await asking
+            return time.monotonic() - t0
+        finally:
+            client.close()
+
+    assert asyncio.run(scenario()) < 1.0
 
 
 def test_unreachable_hub_is_unavailable_not_a_hang(env, tmp_path):

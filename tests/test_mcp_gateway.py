@@ -28,12 +28,18 @@ def test_initialize_list_and_call_tools(env, home):
             st = await wait_all_ready(client)
             names = sorted(w["name"] for w in st["workers"])
             assert names == ["embed-0", "quality", "store"]
-            assert all(psutil.pid_exists(w["pid"]) for w in st["workers"])
+            by_worker = {w["name"]: w for w in st["workers"]}
+            # The quality worker is started by its first request: the health check's probe.
+            assert by_worker["quality"]["state"] == "parked" and by_worker["quality"]["pid"] is None
+            assert all(psutil.pid_exists(w["pid"]) for w in st["workers"] if w["pid"])
             health = await call(client, "health_check")
             by_name = {c["name"]: c for c in health["components"]}
             assert set(by_name) == {"python", "data_dir", "hub", "store", "embed", "quality"}
             assert health["status"] == "healthy", health
             assert all(c["latency_ms"] >= 0 for c in health["components"])
+            quality = next(w for w in (await call(client, "status"))["stack"]["workers"]
+                           if w["name"] == "quality")
+            assert quality["state"] == "ready" and psutil.pid_exists(quality["pid"]), quality
 
     asyncio.run(scenario())
 

@@ -51,7 +51,9 @@ def test_calls_of_other_gateways_are_counted_with_errors_and_latency(sd):
     assert set(tools["ping"]["latency_ms"]) == {"p50", "p95", "p99"}
     assert 0 < tools["ping"]["latency_ms"]["p50"] <= tools["ping"]["latency_ms"]["p99"]
     ready = [w for w in m["workers"] if w["state"] == "ready"]
-    assert {w["service"] for w in ready} == {"embed", "quality", "store"}, m["workers"]
+    assert {w["service"] for w in ready} == {"embed", "store"}, m["workers"]
+    quality = next(w for w in m["workers"] if w["service"] == "quality")
+    assert quality["state"] == "parked" and quality["restarts"] == 0  # no quality request yet
     for w in ready:
         assert w["rss_bytes"] > 10 * 2**20 and w["restarts"] == 0, w
     store = next(w for w in m["workers"] if w["service"] == "store")
