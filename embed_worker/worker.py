@@ -50,7 +50,8 @@ QUERY_LANE_MAX_TEXTS = 16  # a query request of more texts goes to the bulk lane
 # bulk lane ran at a lower priority. A backfill's requests are 128 texts.
 FRESH_MAX_TEXTS = 4
 BULK_NICE = 10  # added to the bulk thread's nice value (Linux: per thread)
-TRIM_AFTER_TEXTS = 64  # bulk texts embedded before the idle bulk lane trims the heap
+TRIM_AFTER_TEXTS = 64  # bulk texts embedded before the idle bulk lanes trim the heap
+TRIM_IDLE_S = 0.2  # ... once every lane has had nothing to do for this long
 
 
 def is_foreground(body: p.RequestBody | None) -> bool:
@@ -89,6 +90,7 @@ class EmbedWorker(Worker):
         # and the two flags below; helpers wait on it for a chunk to take.
         self.bulk = threading.Condition()
         self._main_lane_busy = False  # the compute thread is running a chunk
+        self._helper_chunks = 0  # chunks the helpers are running
         self._helpers_stop = False
 
     def setup(self) -> None:
@@ -207,10 +209,16 @@ class EmbedWorker(Worker):
         trimmed_at = self.texts_embedded
         while not stopping or self._has_work():
             if not self._has_work():
-                if self.texts_embedded - trimmed_at >= TRIM_AFTER_TEXTS and self.inbox.empty():
-                    heap.trim()  # idle after bulk work: back to the resting size
-                    trimmed_at = self.texts_embedded
-                delivery = self.inbox.get()
+                untrimmed = self.texts_embedded - trimmed_at >= TRIM_AFTER_TEXTS
+                try:
+                    delivery = self.inbox.get(timeout=TRIM_IDLE_S if untrimmed else None)
+                except queue.Empty:  # idle after bulk work: back to the resting size, once no
+                    with self.bulk:  # helper holds a chunk's buffers either
+                        idle = self._helper_chunks == 0
+                    if idle:
+                        heap.trim()
+                        trimmed_at = self.texts_embedded
+                    continue
                 if delivery is None:
                     break
                 self._admit(delivery)
@@ -237,11 +245,15 @@ class EmbedWorker(Worker):
                 if self._helpers_stop:
                     return
                 slices = self.scheduler.next_chunk()
+                self._helper_chunks += 1
             try:
                 self._embed_slices(slices, helper=True)
             except Exception as exc:  # a bug here must not end the lane or strand its requests
                 log.exception("a bulk lane failed on a chunk; it keeps serving")
                 self._fail_jobs(slices, f"bulk lane failed: {exc}")
+            finally:
+                with self.bulk:
+                    self._helper_chunks -= 1
 
     def _has_work(self) -> bool:
         with self.bulk:
