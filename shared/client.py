@@ -154,12 +154,20 @@ class HubClient:
         timeout_s = self.default_timeout_s if timeout_s is None else timeout_s
         deadline_mono = time.monotonic() + timeout_s
         delay = RETRY_FIRST_S
+        unavailable: Unavailable | None = None  # the last answer of an attempt retried
         while True:
             try:
                 return await self._once(service, body, deadline_mono, idempotent)
             except Unreachable:
                 raise  # no stack to wait for: the caller decides whether to start one
+            except Timeout:
+                # A retry sent with little time left may expire on its way (a loaded hub): the
+                # service's own answer says more than "deadline passed".
+                if unavailable is not None:
+                    raise unavailable from None
+                raise
             except Unavailable as exc:
+                unavailable = exc
                 left = deadline_mono - time.monotonic()
                 if not retry_unavailable or left <= delay:
                     raise

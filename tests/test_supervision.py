@@ -28,6 +28,7 @@ from conftest import (
 def test_kill9_worker_is_restarted_within_2s(stack, env, victim):
     async def scenario():
         async with gateway_client(env) as client:
+            await call(client, "health_check")  # its probe starts the quality worker (on demand)
             before = {w["name"]: w for w in (await wait_all_ready(client))["workers"]}
             old_pid = before[victim]["pid"]
             os.kill(old_pid, signal.SIGKILL)
@@ -65,6 +66,7 @@ def test_kill9_gateway_leaves_stack_serving_others(env, home):
 def test_sigterm_stops_every_process_cleanly(stack, env, home):
     async def ready():
         async with gateway_client(env) as client:
+            await call(client, "health_check")  # its probe starts the quality worker (on demand)
             await wait_all_ready(client)
 
     asyncio.run(ready())
@@ -118,6 +120,7 @@ def test_gateway_restarts_a_stack_that_went_away(env, home):
 def test_kill9_supervisor_leaves_no_orphans_and_a_new_stack_starts(env, home):
     async def scenario():
         async with gateway_client(env) as client:
+            await call(client, "health_check")  # starts the quality worker: orphan it too
             st = await wait_all_ready(client)
             supervisor = psutil.Process(st["stack_pid"])
             workers = [psutil.Process(w["pid"]) for w in st["workers"]]
@@ -141,10 +144,12 @@ def test_a_dead_hub_thread_takes_the_stack_down(env, home):
 
         async def ready():
             async with gateway_client(env) as client:
+                await call(client, "health_check")  # starts the quality worker (on demand)
                 return await wait_all_ready(client)
 
         st = asyncio.run(ready())
         workers = [psutil.Process(w["pid"]) for w in st["workers"]]
+        assert len(workers) == 3, st["workers"]  # store, embed-0, quality
         proc.send_signal(signal.SIGUSR1)  # the hub thread raises
         code = proc.wait(timeout=30)
         _, alive = psutil.wait_procs(workers, timeout=10)

@@ -123,7 +123,8 @@ async def wait_idle(client) -> dict:
 
 def test_a_full_disk_fails_writes_clearly_and_loses_nothing(small_disk, tmp_path):
     home = small_disk
-    env = base_env(home, SESSIOND_RESTART_BACKOFF_MAX_S="0.5", SESSIOND_LOG_LEVEL="INFO")
+    env = base_env(home, SESSIOND_RESTART_BACKOFF_MAX_S="0.5", SESSIOND_LOG_LEVEL="INFO",
+                   SESSIOND_QUALITY_PARK_AFTER_S="0")  # every worker running, checked for crashes
     stack = Stack(home, env)
     acked: dict[str, str] = {}
 

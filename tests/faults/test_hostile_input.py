@@ -142,7 +142,9 @@ def test_hostile_calls_get_readable_errors_and_change_nothing_they_should_not(tm
     fake_home = Path(tempfile.mkdtemp(prefix="sd-home-"))
     overrides = {"HOME": str(fake_home),
                  # the embedding model's optimised build, made once into the real cache dir
-                 "SESSIOND_MODEL_CACHE_DIR": platformdirs.user_cache_dir("sessiond")}
+                 "SESSIOND_MODEL_CACHE_DIR": platformdirs.user_cache_dir("sessiond"),
+                 # the quality worker running from the start, so its pid is checked too
+                 "SESSIOND_QUALITY_PARK_AFTER_S": "0"}
     t_start = time.monotonic()
     loop = asyncio.new_event_loop()
     try:

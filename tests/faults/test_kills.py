@@ -205,7 +205,8 @@ async def stop_stack(probe: HubClient, ledger: Ledger, sig: signal.Signals) -> d
 @pytest.mark.timeout(1800 if LONG else 300)
 def test_kills_under_load_lose_no_acknowledged_write(home, tmp_path):
     env = base_env(home, SESSIOND_RESTART_BACKOFF_MAX_S="1.0", SESSIOND_LOG_LEVEL="INFO",
-                   SESSIOND_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S))
+                   SESSIOND_REQUEST_TIMEOUT_S=str(REQUEST_TIMEOUT_S),
+                   SESSIOND_QUALITY_PARK_AFTER_S="0")  # the quality worker a victim from the start
     folder = out_dir(home)
     ledger = Ledger()
     rng = random.Random(9)

@@ -45,7 +45,8 @@ async def one_gateway(env, n: int, start: asyncio.Barrier):
 
 def test_eight_gateways_at_once_lose_nothing_and_never_lock(tmp_path):
     t0 = time.monotonic()
-    with private_stack() as (env, home):
+    # Every worker running from the start (the quality worker too), checked for crashes.
+    with private_stack(SESSIOND_QUALITY_PARK_AFTER_S="0") as (env, home):
         async def scenario():
             start = asyncio.Barrier(GATEWAYS)
             async with gateway_client(env) as checker:

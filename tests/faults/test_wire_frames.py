@@ -92,7 +92,8 @@ REGISTERED_JUNK = {
 
 @pytest.fixture(scope="module")
 def stack_env():
-    with private_stack() as env_home:
+    # The quality worker running from the start: every worker is checked for a crash.
+    with private_stack(SESSIOND_QUALITY_PARK_AFTER_S="0") as env_home:
         yield env_home
 
 
