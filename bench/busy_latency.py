@@ -159,11 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--backlog", type=int, default=3000)
     ap.add_argument("--calls", type=int, default=40)
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="settings of the stack (e.g. embed_workers=2 embed_bulk_lanes=1)")
     args = ap.parse_args(argv)
+    settings = dict(pair.split("=", 1) for pair in args.set)
     base = Path(tempfile.mkdtemp(prefix="sd-busy-"))
     try:
         populate(base / "memory.duckdb", args.memories, Corpus(seed=5), engine_calls=1)
-        with running_stack(base) as stack:
+        with running_stack(base, **settings) as stack:
             out = asyncio.run(run(stack.env, stack.cfg, args))
             out["cold_start_s"] = round(stack.cold_start_s, 2)
             out["embed_workers_configured"] = stack.cfg.embed_workers
