@@ -38,6 +38,7 @@ log = logging.getLogger("sessiond.hub")
 
 # Deliveries of one idempotent request: re-sent once after its worker died, never after a second.
 MAX_DELIVERIES = 2
+MAX_QUIET_S = 60.0  # the longest silence a worker may announce (Heartbeat.quiet_s)
 
 
 @dataclass
@@ -64,6 +65,7 @@ class WorkerRef:
     expiry: float  # monotonic time after which it is presumed dead
     last_seen: float
     last_used: float = 0.0
+    quiet_until: float = 0.0  # it said it may be silent until then (Heartbeat.quiet_s)
     stats: p.Stats = field(default_factory=dict)
     inflight: dict[tuple[bytes, int], Pending] = field(default_factory=dict)
 
@@ -285,8 +287,10 @@ class Hub:
                 if worker.inflight.pop((client, header.id), None) is not None:
                     self.frontend.send_multipart([client, header_raw, body_raw])
                 self._dispatch(worker.service)
-            case p.Heartbeat(stats=stats) if worker is not None:
+            case p.Heartbeat(stats=stats, quiet_s=quiet_s) if worker is not None:
                 worker.stats = stats
+                if quiet_s > 0:  # bounded: a worker cannot ask to be trusted for ever
+                    worker.quiet_until = now + min(quiet_s, MAX_QUIET_S)
             case p.Disconnect(reason=reason) if worker is not None:
                 self._purge(worker, f"disconnected: {reason}")
             case _:
@@ -355,7 +359,7 @@ class Hub:
         if self.auth is not None and not self.auth.is_alive():
             raise RuntimeError("the ZAP authenticator's thread died: no peer can be let in")
         now = time.monotonic()
-        for worker in [w for w in self.workers.values() if w.expiry < now]:
+        for worker in [w for w in self.workers.values() if max(w.expiry, w.quiet_until) < now]:
             self._purge(worker, "missed heartbeats")
         if now >= self._next_heartbeat:
             self._next_heartbeat = now + self.heartbeat_interval_s

@@ -107,6 +107,9 @@ Stats = dict[str, str | int | float | bool]
 class Heartbeat(msgspec.Struct, tag=True):
     inflight: int = 0
     stats: Stats = {}  # the worker's own counters (cache hit rate, ...), shown in status
+    # The worker may fall silent for up to this long from now (a call that holds the GIL, e.g.
+    # loading a large index): the hub waits that long, not heartbeat_expiry_s, before purging.
+    quiet_s: float = 0.0
 
 
 class Disconnect(msgspec.Struct, tag=True):

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import zmq
 from zmq.utils.monitor import parse_monitor_message
 
-from shared import heap
+from shared import heap, silence
 from shared import protocol as p
 from shared.config import Config
 from shared.curve import client_keys, handshake_refusal
@@ -59,6 +59,9 @@ class Worker:
         self.started = time.monotonic()
         self.inbox: queue.Queue[Delivery | None] = queue.Queue()
         self._outbox: queue.SimpleQueue[tuple[bytes, int, p.ReplyBody]] = queue.SimpleQueue()
+        # expect_silence -> IO thread: (seconds, set once the hub has been told)
+        self._quiet: queue.SimpleQueue[tuple[float, threading.Event]] = queue.SimpleQueue()
+        self._serving = threading.Event()  # the IO loop runs: heartbeats are being sent
         self._stopping = threading.Event()
         self._parent = os.getppid() if exit_with_parent else None
         self._ctx = zmq.Context.instance()
@@ -154,6 +157,42 @@ class Worker:
         except zmq.Again:
             pass  # a wake-up is already queued; the IO thread drains the whole outbox
 
+    def expect_silence(self, seconds: float) -> None:
+        """From any thread, before a call that may keep the IO thread from running for up to
+        ``seconds``: tell the hub (``Heartbeat.quiet_s``), so that it does not purge this busy
+        worker, and wait (at most 1 s) until that heartbeat is sent."""
+        if not self._serving.is_set():
+            return  # not registered yet: nobody expects heartbeats
+        told = threading.Event()
+        self._quiet.put((seconds, told))
+        wake = self._ctx.socket(zmq.PUSH)
+        wake.setsockopt(zmq.LINGER, 1000)
+        try:
+            wake.connect(self._wake_addr)
+            wake.send(b"", zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # a wake-up is already queued
+        finally:
+            wake.close()
+        told.wait(timeout=1.0)
+
+    def _send_quiet(self, sock: zmq.Socket) -> float:
+        """On the IO thread: announce each silence asked for; returns the longest (0: none)."""
+        longest = 0.0
+        while True:
+            try:
+                seconds, told = self._quiet.get_nowait()
+            except queue.Empty:
+                return longest
+            beat = p.Heartbeat(inflight=self.inflight, stats={**self.stats(), **self.own_stats()},
+                               quiet_s=seconds)
+            try:
+                sock.send(p.encoder.encode(beat), zmq.NOBLOCK)
+            except zmq.Again:
+                log.warning("could not announce %.1fs of silence to the hub", seconds)
+            told.set()
+            longest = max(longest, seconds)
+
     # -------------------------------------------------- IO side
     def run(self) -> int:
         """Serve until SIGTERM/SIGINT, a hub ``Disconnect`` at shutdown, or parent death."""
@@ -164,9 +203,12 @@ class Worker:
         wake.bind(self._wake_addr)
         compute = threading.Thread(target=self.compute_loop, name=f"{self.service}-compute")
         compute.start()
+        silence.set_announcer(self.expect_silence)
         try:
             self._serve(wake)
         finally:
+            silence.set_announcer(None)
+            self._serving.clear()
             self.inbox.put(None)
             compute.join(timeout=self.cfg.stop_grace_s + 5)
             wake.close(0)
@@ -182,6 +224,7 @@ class Worker:
         next_beat = next_alive = 0.0
         hub_seen = None
         poller.register(wake, zmq.POLLIN)
+        self._serving.set()
         while not self._stopping.is_set():
             events = dict(poller.poll(int(interval * 1000)))
             if wake in events:
@@ -189,6 +232,9 @@ class Worker:
                     wake.recv()
             self._flush_replies(sock)
             now = time.monotonic()
+            quiet = self._send_quiet(sock)
+            if quiet:  # nor is the hub's silence judged while this process may not run
+                hub_expiry = max(hub_expiry, now + quiet + self.cfg.heartbeat_expiry_s)
             if self._monitor is not None and self._monitor in events:
                 self._on_monitor(ep)
             if self._liveness and now >= next_alive:
@@ -199,7 +245,7 @@ class Worker:
                     "hub_expiry_s": 2 * self.cfg.heartbeat_expiry_s})
             if sock in events:
                 hub_seen = now
-                hub_expiry = now + self.cfg.heartbeat_expiry_s
+                hub_expiry = max(hub_expiry, now + self.cfg.heartbeat_expiry_s)
                 reconnect_delay = interval
                 if not self._on_hub_frames(sock):
                     # Hub asked us to re-register (it restarted or is stopping).

@@ -131,6 +131,20 @@ def test_a_waiting_on_demand_request_fails_when_the_stack_stops(on_demand_hub):
     assert asyncio.run(scenario()) < 1.0
 
 
+def test_a_worker_that_announced_silence_is_not_purged_before_it_ends(hub):
+    h, eps = hub  # heartbeat expiry 0.4 s
+    worker = FakeWorker(eps, "quality")
+    wait = time.monotonic() + 2
+    while not h.registered() and time.monotonic() < wait:
+        time.sleep(0.02)
+    worker.sock.send(p.encoder.encode(p.Heartbeat(quiet_s=1.5)))  # then nothing at all
+    time.sleep(1.0)  # 2.5 expiries of silence
+    assert [w.service for w in h.registered()] == ["quality"]
+    time.sleep(1.0)  # the announced 1.5 s are over
+    assert h.registered() == []
+    worker.close()
+
+
 def test_unreachable_hub_is_unavailable_not_a_hang(env, tmp_path):
     async def scenario():
         client = HubClient(f"ipc://{tmp_path}/nobody.sock")

@@ -71,6 +71,8 @@ from typing import Any
 
 import numpy as np
 
+from shared import silence
+
 DEFAULTS: dict[str, Any] = {
     "dtype": "i8",
     "connectivity": 16,
@@ -288,6 +290,9 @@ class AnnIndex:
             meta = _usearch_index().metadata(os.fspath(path))
             if not meta or meta.get("dimensions") != dim:
                 raise AnnIndexError(f"{path}: usearch header does not match")
+            # usearch holds the GIL while it reads the file (~0.6 s for 530 MB on a quiet
+            # machine, more on a loaded one): say so, or the hub purges this busy store.
+            silence.expect_silence(2.0 + blob_len / 100e6)
             index._index.load(os.fspath(path))
         except AnnIndexError:
             raise
