@@ -76,6 +76,7 @@ class Child:
     log_file: Path | None = field(default=None, repr=False)
     on_demand: bool = False  # an embed worker beyond those that run at rest
     wanted: bool = True  # False: parked (stopped on purpose, not restarted)
+    parking: bool = False  # sent SIGTERM to park it; its exit is not a crash, even if wanted again
 
     @property
     def pid(self) -> int | None:
@@ -234,6 +235,7 @@ class Supervisor:
                              child.name)
                     child.wanted = False
                     if child.pid is not None:
+                        child.parking = True
                         child.proc.send_signal(signal.SIGTERM)
 
     def _scale_quality(self, now: float) -> None:
@@ -253,7 +255,7 @@ class Supervisor:
               >= self.cfg.quality_park_after_s):
             log.info("no quality request for %.0fs: parking %s",
                      now - max(self._quality_used_at, child.started_at), child.name)
-            child.wanted = False
+            child.wanted, child.parking = False, True
             child.proc.send_signal(signal.SIGTERM)
 
     def _silent(self, child: Child, now: float) -> bool:
@@ -279,8 +281,11 @@ class Supervisor:
         pid = child.proc.pid
         self.hub.commands.put(("purge_pid", pid))
         child.proc = None
-        if not child.wanted:
+        if not child.wanted or child.parking:
+            # Parked; if demand came back while it stopped, it starts again at once.
             log.info("%s (pid %d) parked (exit code %s)", child.name, pid, code)
+            child.parking = False
+            child.next_start_at = now
             return
         child.restarts += 1
         child.failures = 0 if now - child.started_at > STABLE_AFTER_S else child.failures + 1
