@@ -219,12 +219,13 @@ class Worker:
         interval = self.cfg.heartbeat_interval_s
         reconnect_delay = interval
         poller = zmq.Poller()
+        # From here a silence announced is sent, right after Ready (which _connect queues).
+        self._serving.set()
         sock = self._connect(ep, poller)
         hub_expiry = time.monotonic() + self.cfg.heartbeat_expiry_s
         next_beat = next_alive = 0.0
         hub_seen = None
         poller.register(wake, zmq.POLLIN)
-        self._serving.set()
         while not self._stopping.is_set():
             events = dict(poller.poll(int(interval * 1000)))
             if wake in events:
