@@ -147,6 +147,10 @@ class Worker:
     def finish(self, delivery: Delivery, reply: p.ReplyBody) -> None:
         """Queue a reply for the IO thread (callable from any thread) and wake it."""
         self._outbox.put((delivery.client, delivery.header.id, reply))
+        self._wake_io()
+
+    def _wake_io(self) -> None:
+        """Wake the IO thread (from any thread) to look at its outbox and silences."""
         wake = getattr(self._wakers, "sock", None)
         if wake is None:
             wake = self._wakers.sock = self._ctx.socket(zmq.PUSH)
@@ -165,15 +169,7 @@ class Worker:
             return  # not registered yet: nobody expects heartbeats
         told = threading.Event()
         self._quiet.put((seconds, told))
-        wake = self._ctx.socket(zmq.PUSH)
-        wake.setsockopt(zmq.LINGER, 1000)
-        try:
-            wake.connect(self._wake_addr)
-            wake.send(b"", zmq.NOBLOCK)
-        except zmq.Again:
-            pass  # a wake-up is already queued
-        finally:
-            wake.close()
+        self._wake_io()
         told.wait(timeout=1.0)
 
     def _send_quiet(self, sock: zmq.Socket) -> float:

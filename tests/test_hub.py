@@ -18,31 +18,28 @@ from shared.hub import Hub
 from shared.transport import dealer, endpoints
 
 
-@pytest.fixture
-def hub(env):
-    cfg = load_config()
-    eps = endpoints(cfg)
+def _running_hub(on_demand: frozenset[str] = frozenset()):
+    """A hub on this test's endpoints in a thread; yields (hub, endpoints), then stops it."""
+    eps = endpoints(load_config())
     h = Hub(zmq.Context.instance(), eps, heartbeat_interval_s=0.1, heartbeat_expiry_s=0.4,
-            local_handler=lambda body: p.Pong(service="hub", pid=os.getpid(), uptime_s=0.0))
+            local_handler=lambda body: p.Pong(service="hub", pid=os.getpid(), uptime_s=0.0),
+            on_demand=on_demand)
     thread = threading.Thread(target=h.run, daemon=True)
     thread.start()
     yield h, eps
     h.commands.put(("stop", None))
     thread.join(5)
+
+
+@pytest.fixture
+def hub(env):
+    yield from _running_hub()
 
 
 @pytest.fixture
 def on_demand_hub(env):
     """A hub whose "quality" service is started on demand: its requests wait for a worker."""
-    eps = endpoints(load_config())
-    h = Hub(zmq.Context.instance(), eps, heartbeat_interval_s=0.1, heartbeat_expiry_s=0.4,
-            local_handler=lambda body: p.Pong(service="hub", pid=os.getpid(), uptime_s=0.0),
-            on_demand=frozenset({"quality"}))
-    thread = threading.Thread(target=h.run, daemon=True)
-    thread.start()
-    yield h, eps
-    h.commands.put(("stop", None))
-    thread.join(5)
+    yield from _running_hub(frozenset({"quality"}))
 
 
 class FakeWorker:

@@ -3,25 +3,12 @@ it, parked again after ``quality_park_after_s`` without one (real stack, real pr
 
 from __future__ import annotations
 
-import asyncio
-
 import psutil
 from conftest import private_stack, wait_for
+from test_embed_pool import run
 
 from shared import protocol as p
-from shared.client import HubClient
 from shared.config import load_config
-from shared.transport import endpoints
-
-
-def run(cfg, coro_fn):
-    async def main():
-        client = HubClient(endpoints(cfg).clients, default_timeout_s=30)
-        try:
-            return await coro_fn(client)
-        finally:
-            client.close()
-    return asyncio.run(main())
 
 
 def quality(cfg) -> p.WorkerInfo:
