@@ -78,7 +78,8 @@ def running_stack(home: Path | None = None, *, ready_timeout_s: float = 60, **se
     t0 = time.perf_counter()
     proc = subprocess.Popen([sys.executable, "-m", "sessiond", "stack"], env=env, cwd=REPO,
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.DEVNULL,
+                            start_new_session=True)  # as a gateway starts it (stack_control)
     try:
         ready = asyncio.run(wait_ready(cfg, ready_timeout_s, started=t0, proc=proc))
         yield RunningStack(cfg, env, proc, ready["all"], ready)

@@ -8,7 +8,9 @@ Two lanes share the one model (an ONNX session runs calls from several threads a
   requests that arrive together are coalesced (a few ms at most) and each chunk is planned into
   length-sorted batches by the model. Its thread runs at a lower OS priority (nice
   ``BULK_NICE``), so on a busy machine the query lane, the store's acks and the gateways get the
-  cores first, and bulk work takes what is left. (A query request too large for the query lane
+  cores first, and bulk work takes what is left. (Nice values order threads within one
+  scheduling group, a session under Linux's autogroup: the supervisor keeps its workers in its
+  own session for this.) (A query request too large for the query lane
   goes to the bulk lane, ahead of the documents.)
 - **more bulk lanes** (``embed_bulk_lanes``, one per core up to 4): helper threads, at the same
   lower priority, that each take the next chunk while the compute thread runs one, so a backlog

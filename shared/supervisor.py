@@ -1,10 +1,15 @@
 """The supervisor (``sessiond stack``): owns the hub, starts and restarts the workers, stops all.
 
 One stack per data dir, enforced by an flock held for the supervisor's lifetime. Children run in
-their own sessions with stdout/stderr in log files, so nothing reaches a stdio channel and a
-terminal's Ctrl+C reaches only the supervisor, which then stops everything in order:
+their own process groups with stdout/stderr in log files, so nothing reaches a stdio channel and
+a terminal's Ctrl+C reaches only the supervisor, which then stops everything in order:
 stop intake -> drain in-flight requests -> stop embed and quality workers -> stop the store (it
-checkpoints DuckDB on SIGTERM) -> exit 0. If the hub thread dies, no request can reach a worker:
+checkpoints DuckDB on SIGTERM) -> exit 0. They stay in the supervisor's session, not sessions
+of their own: Linux (with ``sched_autogroup``) schedules each session as one group, sharing the
+cores fairly between groups whatever the nice values inside them, so an embed worker in a
+session of its own took a core's share from the store in spite of its bulk lanes' lower
+priority, and a store ack waited ~3 ms for a core while a backfill ran (``bench/busy_latency``:
+p50 5.1-7.5 ms; 3.5-4.3 ms in one group). If the hub thread dies, no request can reach a worker:
 the supervisor stops the workers (the store still checkpoints) and exits with ``CRASHED``, and
 the next gateway call starts a new stack.
 
@@ -270,7 +275,7 @@ class Supervisor:
                 [sys.executable, "-m", child.module, "--name", child.name],
                 stdin=subprocess.DEVNULL, stdout=out, stderr=out,
                 env={**os.environ, **to_environ(self.cfg)},
-                start_new_session=True, close_fds=True,
+                process_group=0, close_fds=True,  # not a session: see the module's docstring
             )
         child.started_at = time.monotonic()
         child.registered_at = None

@@ -86,6 +86,25 @@ def test_sigterm_stops_every_process_cleanly(stack, env, home):
     assert "database checkpointed and closed" in (home / "logs" / "store.log").read_text()
 
 
+def test_workers_share_the_supervisors_session_in_process_groups_of_their_own(stack, env):
+    """Their own groups: a terminal's Ctrl+C reaches only the supervisor. Its session: Linux
+    schedules a session as one group, so the embed worker's low-priority bulk lanes yield the
+    cores to the store and the hub only if all of them share one (see ``shared.supervisor``)."""
+    async def ready():
+        async with gateway_client(env) as client:
+            await call(client, "health_check")  # its probe starts the quality worker (on demand)
+            await wait_all_ready(client)
+
+    asyncio.run(ready())
+    supervisor = stack.proc.pid
+    children = psutil.Process(supervisor).children()
+    assert sorted(c.cmdline()[-1] for c in children) == ["embed-0", "quality", "store"]
+    for child in children:
+        assert os.getsid(child.pid) == os.getsid(supervisor), child.cmdline()
+        assert os.getpgid(child.pid) == child.pid, child.cmdline()
+    assert os.getpgid(supervisor) != os.getpgid(children[0].pid)
+
+
 def test_second_stack_on_same_home_refuses(stack, home, env):
     out = subprocess.run([sys.executable, "-m", "sessiond", "stack"], env=env, cwd=REPO,
                          capture_output=True, timeout=30, check=False)
