@@ -11,6 +11,7 @@ from store_worker.indexes.text_index import (
     snippet,
     term_frequencies,
     tokens,
+    top_k,
 )
 
 
@@ -68,3 +69,27 @@ def test_postings_from_load_and_add_agree():
     assert scores[1] == 0  # a dead row never scores
     assert scores[0] > 0 and scores[2] > 0
     assert by_idf == ["alpha", "beta"]  # both df 1 among live rows: stable by term
+
+
+def _top_k_by_sorting(scores: np.ndarray, allowed: np.ndarray, k: int):
+    rows = [r for r in range(len(allowed)) if allowed[r] and scores[r] > 0]
+    rows.sort(key=lambda r: (-scores[r], r))
+    return rows[:k]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("k", [1, 10, 100])
+def test_top_k_equals_sorting_everything(seed, k):
+    """Over many rows top_k narrows to a sampled floor first; the result must be what sorting
+    every allowed row gives: the same rows, ties broken by row. Scores on a coarse grid make
+    ties; most rows score 0 (no query term), as in a real query."""
+    rng = np.random.default_rng(seed)
+    n = 300_000
+    scores = np.zeros(n, dtype=np.float32)
+    hit = rng.random(n) < (0.3 if seed % 2 else 0.002)  # common terms, or rare ones only
+    scores[hit] = np.round(rng.gamma(2.0, 1.0, int(hit.sum())), 1).astype(np.float32)
+    allowed = rng.random(n) < (1.0 if seed < 3 else 0.2)  # no filter, or a narrow one
+    rows, vals = top_k(scores, allowed, k)
+    expected = _top_k_by_sorting(scores, allowed, k)
+    assert rows.tolist() == expected
+    assert vals.tolist() == scores[expected].tolist()
