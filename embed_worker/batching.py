@@ -23,18 +23,31 @@ noisy (medians were as low as half the best); the 1-thread ones are within ~5%:
     one text at a time  |  184 / 204    |  54 /  77      |  40 / 63       |  13.6 / 24.0
 
 512 padded tokens with at most 32 texts had the best 1-thread median on every set (short
-303, medium 60, corpus 43, long 13.6) and was within noise of the best at 2 threads: texts
-of up to 16 tokens run 32 at a time, ~60-token texts 8 at a time, 128-token texts 4 and
-256-token texts 2. An unbounded budget (batches of 32 long texts) is ~30% slower on the
-mixed corpus, and onnxruntime's memory arena keeps its peak: after the corpus the process
-held ~1.0 GB RSS instead of ~0.3 GB with this budget.
+303, medium 60, corpus 43, long 13.6) and was within noise of the best at 2 threads. An
+unbounded budget (batches of 32 long texts) is ~30% slower on the mixed corpus, and
+onnxruntime's memory arena keeps its peak: after the corpus the process held ~1.0 GB RSS
+instead of ~0.3 GB with this budget.
+
+Measured again with the model the worker runs now (``fast_model``: MatMulNBits, int8 tables),
+1 thread, best / median of 3 interleaved rounds, sentences/s (2026-11-30, nothing else running):
+
+    budget | short        | medium      | corpus      | long
+    256    | 382.9 / 379  | 73.2 / 72.5 | 51.2 / 51.2 | 16.4 / 16.0
+    384    | 383.2 / 382  | 73.8 / 73.1 | 49.9 / 49.6 | 16.0 / 15.8
+    512    | 386.7 / 382  | 72.2 / 72.1 | 39.6 / 39.5 | 11.7 / 11.7
+
+so the budget is now 256 padded tokens: texts of up to 8 tokens run 32 at a time, ~60-token
+texts 4 at a time and a text of more than 128 tokens alone. Mixed and long texts run ~30-40%
+faster, the rest the same, and a bulk lane's working set is smaller: embedding ~60-token texts
+in chunks of 128, one lane's process held 138 MB at the median (max 140) against 147 (max
+166), two lanes 167 (max 168) against 182 (max 204).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-DEFAULT_MAX_TOKENS_PER_BATCH = 512
+DEFAULT_MAX_TOKENS_PER_BATCH = 256
 DEFAULT_MAX_BATCH = 32
 
 
