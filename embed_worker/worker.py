@@ -14,7 +14,10 @@ Two lanes share the one model (an ONNX session runs calls from several threads a
   goes to the bulk lane, ahead of the documents.)
 - **more bulk lanes** (``embed_bulk_lanes``, one per core up to 4): helper threads, at the same
   lower priority, that each take the next chunk while the compute thread runs one, so a backlog
-  uses every core while a lone request runs on one. Measured on 2 cores, 800 ~60-token texts:
+  uses every core while a lone request runs on one. They do so only for a backlog of at least
+  ``embed_lanes_min_backlog`` texts (those queued here plus ``Embed.backlog``, the rest the
+  sender says it still has): a few hundred memories stored in a burst take a few seconds on
+  one lane, and a lane costs ~35 MB while it runs. Measured on 2 cores, 800 ~60-token texts:
   two lanes 134 texts/s against 70 for one, the process peaking at ~210 MB against ~170;
   a second embed worker process gave ~1.8x and held ~150 MB more.
 
@@ -66,6 +69,10 @@ def is_foreground(body: p.RequestBody | None) -> bool:
     return len(body.texts) <= limit
 
 
+def _texts_in(slices: list[Slice]) -> int:
+    return sum(len(s.indices) for s in slices)
+
+
 def lower_thread_priority(increment: int) -> bool:
     """Raise this thread's nice value by ``increment`` (on Linux a thread has its own); False
     where that is not possible (then it runs at the process's priority)."""
@@ -93,6 +100,8 @@ class EmbedWorker(Worker):
         self.bulk = threading.Condition()
         self._main_lane_busy = False  # the compute thread is running a chunk
         self._helper_chunks = 0  # chunks the helpers are running
+        self._running_texts = 0  # in the chunks the lanes are running
+        self._backlog_hint = 0  # Embed.backlog of the latest document request
         self._helpers_stop = False
 
     def setup(self) -> None:
@@ -130,6 +139,7 @@ class EmbedWorker(Worker):
                 "texts_embedded": self.texts_embedded + self.queries_embedded,
                 "queries_embedded": self.queries_embedded,
                 "bulk_lanes": self.cfg.embed_bulk_lanes,
+                "backlog_hint": self._backlog_hint,
                 "helper_texts_embedded": self.helper_texts_embedded}
 
     def submit(self, delivery: Delivery) -> None:
@@ -242,12 +252,14 @@ class EmbedWorker(Worker):
         lower_thread_priority(BULK_NICE)
         while True:
             with self.bulk:
-                while not self._helpers_stop and not (self._main_lane_busy and self.scheduler):
+                while not self._helpers_stop and not (self._main_lane_busy
+                                                      and self._backlog_is_large()):
                     self.bulk.wait()
                 if self._helpers_stop:
                     return
                 slices = self.scheduler.next_chunk()
                 self._helper_chunks += 1
+                self._running_texts += _texts_in(slices)
             try:
                 self._embed_slices(slices, helper=True)
             except Exception as exc:  # a bug here must not end the lane or strand its requests
@@ -256,6 +268,15 @@ class EmbedWorker(Worker):
             finally:
                 with self.bulk:
                     self._helper_chunks -= 1
+                    self._running_texts -= _texts_in(slices)
+
+    def _backlog_is_large(self) -> bool:
+        """Is there a chunk to take, in a backlog worth another lane: texts queued, running
+        and waiting at the sender? (With ``self.bulk`` held.)"""
+        if not self.scheduler:
+            return False
+        return (self.scheduler.pending_texts() + self._running_texts + self._backlog_hint
+                >= self.cfg.embed_lanes_min_backlog)
 
     def _has_work(self) -> bool:
         with self.bulk:
@@ -298,6 +319,8 @@ class EmbedWorker(Worker):
                   out=np.empty((len(texts), self.dim), dtype=np.float32))
         with self.bulk:
             self.scheduler.add(job)
+            if not job.is_query:
+                self._backlog_hint = max(0, body.backlog)
             self.bulk.notify_all()  # a helper may take part of it if the compute thread is busy
 
     def _validate(self, body: p.Embed) -> list[str]:
@@ -319,12 +342,14 @@ class EmbedWorker(Worker):
             if not slices:
                 return
             self._main_lane_busy = True
+            self._running_texts += _texts_in(slices)
             self.bulk.notify_all()
         try:
             self._embed_slices(slices)
         finally:
             with self.bulk:
                 self._main_lane_busy = False
+                self._running_texts -= _texts_in(slices)
 
     def _embed_slices(self, slices: list[Slice], helper: bool = False) -> None:
         """Embed one chunk (outside the lock) and record it; answer each job it completes."""

@@ -50,6 +50,10 @@ class Config(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     # Threads of an embed worker that embed a backlog's chunks side by side, at a lower OS
     # priority; a lane beyond the first runs only while more than one chunk waits.
     embed_bulk_lanes: int = msgspec.field(default_factory=_default_bulk_lanes)
+    # ... and only for a backlog of at least this many texts (queued at the worker plus those
+    # its sender says still wait): a few hundred take seconds on one lane, which holds ~35 MB
+    # less than two while it runs. 0: whenever more than one chunk waits.
+    embed_lanes_min_backlog: int = 512
     embed_threads: int = 1  # ONNX intra-op threads per embed worker
     # Embed workers that run while nothing is to embed; the rest start with a backlog and
     # stop again after it (shared/supervisor.py).
@@ -189,6 +193,8 @@ def _validate(cfg: Config) -> None:
            cfg.embed_bulk_lanes) < 1:
         raise ConfigError("embed_workers, embed_workers_at_rest, embed_bulk_lanes and "
                           "embed_threads must be at least 1")
+    if cfg.embed_lanes_min_backlog < 0:
+        raise ConfigError("embed_lanes_min_backlog must be 0 or more")
     if cfg.heartbeat_interval_s <= 0 or cfg.heartbeat_liveness < 2:
         raise ConfigError("heartbeat_interval_s must be > 0 and heartbeat_liveness >= 2")
     if cfg.decay_half_life_days <= 0:

@@ -140,6 +140,10 @@ class StackStatus(msgspec.Struct, tag=True):
 class Embed(msgspec.Struct, tag=True):
     texts: list[str]
     kind: EmbedKind = "document"
+    # Texts the sender still has waiting besides these and those it has in flight (the store's
+    # filler: memories without a vector). A hint: an embed worker runs its extra bulk lanes only
+    # for a large backlog.
+    backlog: int = 0
 
 
 # --- store requests (service "store")

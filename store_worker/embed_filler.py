@@ -105,10 +105,12 @@ class EmbedFiller:
         except TimeoutError:
             pass
 
-    async def _pending(self, ask: int) -> list[tuple[str, str]] | None:
-        """The oldest rows without a vector; None if the database failed (logged, counted)."""
+    async def _pending(self, ask: int) -> tuple[list[tuple[str, str]], int] | None:
+        """The oldest rows without a vector, and how many rows lack one in all; None if the
+        database failed (logged, counted)."""
         try:
-            return await self._db(lambda: self.store.pending_embeddings(ask))
+            return await self._db(lambda: (self.store.pending_embeddings(ask),
+                                           self.store.catalog.pending_count()))
         except (duckdb.Error, OSError) as exc:
             self.failures += 1
             self.last_error = f"reading rows to embed: {type(exc).__name__}: {exc}"
@@ -129,7 +131,7 @@ class EmbedFiller:
         try:
             while not self.stopping.is_set():
                 want = (self.max_in_flight - len(tasks)) * CHUNK
-                rows = []
+                rows, waiting = [], 0
                 if want > 0:
                     ask = want + len(busy)  # the oldest pending rows include those in flight
                     pending = await self._pending(ask)
@@ -138,11 +140,13 @@ class EmbedFiller:
                         db_backoff = min(db_backoff * 2, BACKOFF_MAX_S)
                         continue
                     db_backoff = BACKOFF_MIN_S
-                    rows = [r for r in pending if r[0] not in busy][:want]
+                    rows = [r for r in pending[0] if r[0] not in busy][:want]
+                    waiting = pending[1]
+                unsent = max(0, waiting - len(busy) - len(rows))  # after these, not in flight
                 for i in range(0, len(rows), CHUNK):
                     chunk = rows[i:i + CHUNK]
                     busy.update(r[0] for r in chunk)
-                    tasks.add(asyncio.create_task(self._embed(client, chunk)))
+                    tasks.add(asyncio.create_task(self._embed(client, chunk, unsent)))
                 if not tasks:
                     await asyncio.to_thread(self.wake.wait, 5.0)
                     await self._settle()
@@ -172,10 +176,11 @@ class EmbedFiller:
             if not self.wake.is_set():
                 return
 
-    async def _embed(self, client: HubClient, chunk: list[tuple[str, str]]):
+    async def _embed(self, client: HubClient, chunk: list[tuple[str, str]], backlog: int):
         try:
             reply = await client.request(
-                p.SERVICE_EMBED, p.Embed(texts=[c for _, c in chunk], kind="document"),
+                p.SERVICE_EMBED, p.Embed(texts=[c for _, c in chunk], kind="document",
+                                         backlog=backlog),
                 idempotent=True, retry_unavailable=True, timeout_s=120)
         except ServiceError as exc:
             self.failures += 1

@@ -3,7 +3,9 @@ chunk runs on one, and the vectors are those of one lane."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -30,24 +32,60 @@ async def stats(client) -> dict:
 
 
 def test_a_lone_chunk_runs_on_one_lane_and_a_backlog_on_both(lanes):
+    """The second lane joins only a backlog of ``embed_lanes_min_backlog`` (512) texts or more:
+    those sent, or fewer with the sender's word that more wait (``Embed.backlog``)."""
     texts = [t for t in json.loads((DATA / "corpus.json").read_text())["texts"] if t.strip()]
     backlog = [f"{texts[i % len(texts)]} (copy {i})" for i in range(600)]  # ~5 chunks
+    burst = backlog[:300]  # ~3 chunks, below the bar
 
     async def scenario(client):
-        before = await stats(client)
+        seen = [await stats(client)]
         small = vectors(await embed(client, texts[:10]))  # one chunk: more than the query lane
-        after_small = await stats(client)  # takes, fewer than a chunk holds
+        seen.append(await stats(client))  # takes, fewer than a chunk holds
+        alone = vectors(await client.request(p.SERVICE_EMBED, p.Embed(texts=burst)))
+        seen.append(await stats(client))
+        told = await client.request(p.SERVICE_EMBED, p.Embed(texts=burst, backlog=1000))
+        seen.append(await stats(client))
         big = vectors(await embed(client, backlog))
-        return before, small, after_small, big, await stats(client)
+        seen.append(await stats(client))
+        return seen, small, alone, vectors(told), big
 
-    before, small, after_small, big, after_big = run(lanes, scenario)
-    assert before["bulk_lanes"] == 2
-    assert after_small["texts_embedded"] - before["texts_embedded"] == 10
-    assert after_small["helper_texts_embedded"] == before["helper_texts_embedded"]
-    assert after_big["texts_embedded"] - after_small["texts_embedded"] == 600
-    helped = after_big["helper_texts_embedded"] - after_small["helper_texts_embedded"]
-    assert 0 < helped < 600, helped  # both lanes took chunks of it
+    seen, small, alone, told, big = run(lanes, scenario)
+    embedded = [b["texts_embedded"] - a["texts_embedded"] for a, b in pairwise(seen)]
+    helped = [b["helper_texts_embedded"] - a["helper_texts_embedded"] for a, b in pairwise(seen)]
+    assert seen[0]["bulk_lanes"] == 2
+    assert embedded == [10, 300, 300, 600]
+    assert helped[:2] == [0, 0]  # a lone chunk; a burst of 300 with nothing more waiting
+    assert 0 < helped[2] < 300, helped  # the same burst with 1,000 more waiting
+    assert 0 < helped[3] < 600, helped  # 600 texts in one request
+    assert seen[-1]["backlog_hint"] == 0  # the last document request said nothing waits
     # Every vector in its place, as one lane in this process computes it.
     model = Embedder.load(intra_op_threads=1)
     assert cosines(small, model.embed(texts[:10])).min() > 0.9999
+    expected = model.embed(burst)
+    assert cosines(alone, expected).min() > 0.9999
+    assert cosines(told, expected).min() > 0.9999
     assert cosines(big, model.embed(backlog)).min() > 0.9999
+
+
+def test_an_imports_backfill_tells_the_worker_its_size_and_uses_both_lanes(lanes):
+    """The store's filler sends 128 texts at a time, two requests in flight: only its word on
+    how many more wait (``Embed.backlog``) lets the worker see a backlog worth a second lane."""
+    texts = [t for t in json.loads((DATA / "corpus.json").read_text())["texts"] if t.strip()]
+    items = [p.Remember(kind="conversation", content=f"{texts[i % len(texts)]} (import {i})",
+                        project="imported") for i in range(700)]
+
+    async def scenario(client):
+        before = await stats(client)
+        await client.request(p.SERVICE_STORE, p.RememberMany(items=items))
+        for _ in range(600):
+            reply = await client.request(p.SERVICE_STORE, p.StoreStats())
+            if not reply.data["pending_embeddings"]:
+                break
+            await asyncio.sleep(0.1)
+        return before, reply.data["pending_embeddings"], await stats(client)
+
+    before, pending, after = run(lanes, scenario)
+    assert pending == 0
+    assert after["texts_embedded"] - before["texts_embedded"] >= 700
+    assert after["helper_texts_embedded"] > before["helper_texts_embedded"]
