@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -17,10 +16,18 @@ from shared.logs import setup_logging
 HOOK_EVENTS = ("session-start", "pre-compact", "session-end", "stop")
 
 
+def _run(coro):
+    """``asyncio.run``, imported here: ``sessiond stack`` (the supervisor) never needs asyncio,
+    nor the ~3 MB it and ssl hold."""
+    import asyncio
+
+    return asyncio.run(coro)
+
+
 def _parser():
     import argparse  # here: a hook command starts without it (see main)
 
-    from sessiond import keys, services  # (keys: zmq.auth, with asyncio and ssl)
+    from sessiond import keys, services
     from shared.version import VERSION
     from webui import DEFAULT_PORT
 
@@ -136,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         case "demo":
             from sessiond.demo import run_demo
 
-            return asyncio.run(run_demo(cfg))
+            return _run(run_demo(cfg))
         case "ui":
             setup_logging(cfg, "ui")
             from webui.server import serve
@@ -202,7 +209,7 @@ async def _call(cfg, tool: str, arguments: dict, url: str | None = None):
 
 def _print_tool(cfg, tool: str, arguments: dict, url: str | None = None) -> int:
     logging.disable(logging.WARNING)
-    is_error, payload = asyncio.run(_call(cfg, tool, arguments, url))
+    is_error, payload = _run(_call(cfg, tool, arguments, url))
     text = payload if isinstance(payload, str) else json.dumps(payload, indent=2)
     print(text, file=sys.stderr if is_error else sys.stdout)
     return ExitCode.FAILED if is_error else ExitCode.OK
@@ -215,7 +222,7 @@ def _status(cfg, args) -> int:
     from sessiond.status_view import render
 
     logging.disable(logging.WARNING)
-    is_error, payload = asyncio.run(_call(cfg, "status", arguments))
+    is_error, payload = _run(_call(cfg, "status", arguments))
     if is_error or not isinstance(payload, dict):
         print(f"sessiond: status failed: {payload}", file=sys.stderr)
         return ExitCode.FAILED
@@ -227,7 +234,7 @@ def _metrics(cfg, args) -> int:
     if not args.prometheus:
         return _print_tool(cfg, "metrics", {}, args.url)
     logging.disable(logging.WARNING)
-    is_error, payload = asyncio.run(_call(cfg, "metrics", {"format": "prometheus"}, args.url))
+    is_error, payload = _run(_call(cfg, "metrics", {"format": "prometheus"}, args.url))
     if is_error or not isinstance(payload, dict):
         print(f"sessiond: metrics failed: {payload}", file=sys.stderr)
         return ExitCode.FAILED
@@ -237,7 +244,7 @@ def _metrics(cfg, args) -> int:
 
 def _health(cfg, url: str | None = None) -> int:
     try:
-        is_error, payload = asyncio.run(_call(cfg, "health_check", {}, url))
+        is_error, payload = _run(_call(cfg, "health_check", {}, url))
     except Exception as exc:  # noqa: BLE001 - any failure to reach it is "unhealthy"
         print(f"sessiond: health_check failed: {type(exc).__name__}: {exc}", file=sys.stderr)
         return ExitCode.FAILED

@@ -14,7 +14,6 @@ the compose file does it. ``sessiond stack`` stays the one-command local default
 from __future__ import annotations
 
 import argparse
-import asyncio
 import signal
 import sys
 
@@ -126,6 +125,8 @@ def serve_http(cfg: Config, args: argparse.Namespace) -> int:
     # handler that was there before: this one, so the process exits 0 after a clean stop.
     signal.signal(signal.SIGTERM, lambda *_: None)
     try:
+        import asyncio
+
         asyncio.run(serve_http(cfg, host, port, dashboard=args.ui))
     except KeyboardInterrupt:
         pass

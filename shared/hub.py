@@ -27,12 +27,16 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import zmq
 
 from shared import protocol as p
-from shared.curve import HandshakeWatch, HubAuthenticator, ServerKeys
+from shared.curve import HandshakeWatch, ServerKeys
 from shared.transport import Endpoints, router
+
+if TYPE_CHECKING:
+    from shared.zap import HubAuthenticator
 
 log = logging.getLogger("sessiond.hub")
 
@@ -93,6 +97,8 @@ class Hub:
         self.auth: HubAuthenticator | None = None
         self.watches: list[HandshakeWatch] = []
         if curve is not None:  # the ZAP handler answers before the first peer can connect
+            from shared.zap import HubAuthenticator  # only with CURVE: see shared.zap
+
             self.auth = HubAuthenticator(ctx, curve)
             self.auth.start()
         try:

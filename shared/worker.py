@@ -22,7 +22,6 @@ from collections import deque
 from dataclasses import dataclass
 
 import zmq
-from zmq.utils.monitor import parse_monitor_message
 
 from shared import heap, silence
 from shared import protocol as p
@@ -286,6 +285,8 @@ class Worker:
         return sock
 
     def _on_monitor(self, ep: str) -> None:
+        from zmq.utils.monitor import parse_monitor_message  # with CURVE only: it imports asyncio
+
         while True:
             try:
                 event = parse_monitor_message(self._monitor.recv_multipart(zmq.NOBLOCK))

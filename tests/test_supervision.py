@@ -105,6 +105,21 @@ def test_workers_share_the_supervisors_session_in_process_groups_of_their_own(st
     assert os.getpgid(supervisor) != os.getpgid(children[0].pid)
 
 
+def test_a_local_stacks_supervisor_and_workers_import_no_asyncio(tmp_path):
+    """asyncio and ssl are ~3 MB of each process that imports them; of a local stack only the
+    store needs asyncio (its embed filler). pyzmq's ZAP authenticator and monitor parser bring
+    both, so they are imported only where CURVE is used."""
+    code = ("import sys\n"
+            "from sessiond.main import _parser\n"
+            "_parser()\n"
+            "import shared.supervisor, embed_worker.worker, quality_worker.worker\n"
+            "print(' '.join(m for m in ('asyncio', 'ssl') if m in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", code], env=base_env(tmp_path), cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == []
+
+
 def test_second_stack_on_same_home_refuses(stack, home, env):
     out = subprocess.run([sys.executable, "-m", "sessiond", "stack"], env=env, cwd=REPO,
                          capture_output=True, timeout=30, check=False)
