@@ -105,6 +105,26 @@ def test_workers_share_the_supervisors_session_in_process_groups_of_their_own(st
     assert os.getpgid(supervisor) != os.getpgid(children[0].pid)
 
 
+def test_an_embed_worker_runs_with_one_heap_arena_unless_told_otherwise(home):
+    """Its lanes' threads would each get a glibc arena whose freed memory malloc_trim cannot
+    give back (~35 MB held after an import); the user's own setting wins."""
+    def arenas(env) -> dict[str, str | None]:
+        s = Stack(home, env)
+        try:
+            asyncio.run(ready(env))
+            return {c.cmdline()[-1]: c.environ().get("MALLOC_ARENA_MAX")
+                    for c in psutil.Process(s.proc.pid).children()}
+        finally:
+            s.stop()
+
+    async def ready(env):
+        async with gateway_client(env) as client:
+            await wait_all_ready(client)
+
+    assert arenas(base_env(home)) == {"embed-0": "1", "store": None}
+    assert arenas(base_env(home, MALLOC_ARENA_MAX="4"))["embed-0"] == "4"
+
+
 def test_a_local_stacks_supervisor_and_workers_import_no_asyncio(tmp_path):
     """asyncio and ssl are ~3 MB of each process that imports them; of a local stack only the
     store needs asyncio (its embed filler). pyzmq's ZAP authenticator and monitor parser bring
