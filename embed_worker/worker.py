@@ -102,6 +102,7 @@ class EmbedWorker(Worker):
         self._helper_chunks = 0  # chunks the helpers are running
         self._running_texts = 0  # in the chunks the lanes are running
         self._backlog_hint = 0  # Embed.backlog of the latest document request
+        self._wide = False  # a large backlog began: every lane runs until the worker idles
         self._helpers_stop = False
 
     def setup(self) -> None:
@@ -223,11 +224,13 @@ class EmbedWorker(Worker):
             if not self._has_work():
                 untrimmed = self.texts_embedded - trimmed_at >= TRIM_AFTER_TEXTS
                 try:
-                    delivery = self.inbox.get(timeout=TRIM_IDLE_S if untrimmed else None)
-                except queue.Empty:  # idle after bulk work: back to the resting size, once no
-                    with self.bulk:  # helper holds a chunk's buffers either
+                    delivery = self.inbox.get(
+                        timeout=TRIM_IDLE_S if untrimmed or self._wide else None)
+                except queue.Empty:  # idle after bulk work: the backlog is done; back to the
+                    with self.bulk:  # resting size, once no helper holds a chunk's buffers
+                        self._wide = False
                         idle = self._helper_chunks == 0
-                    if idle:
+                    if idle and untrimmed:
                         heap.trim()
                         trimmed_at = self.texts_embedded
                     continue
@@ -272,11 +275,15 @@ class EmbedWorker(Worker):
 
     def _backlog_is_large(self) -> bool:
         """Is there a chunk to take, in a backlog worth another lane: texts queued, running
-        and waiting at the sender? (With ``self.bulk`` held.)"""
+        and waiting at the sender? Once one is, every lane runs until the worker idles, so a
+        backlog's last few hundred texts do not fall back to one lane. (With ``self.bulk``
+        held.)"""
         if not self.scheduler:
             return False
-        return (self.scheduler.pending_texts() + self._running_texts + self._backlog_hint
-                >= self.cfg.embed_lanes_min_backlog)
+        if not self._wide:
+            self._wide = (self.scheduler.pending_texts() + self._running_texts
+                          + self._backlog_hint >= self.cfg.embed_lanes_min_backlog)
+        return self._wide
 
     def _has_work(self) -> bool:
         with self.bulk:

@@ -33,7 +33,8 @@ async def stats(client) -> dict:
 
 def test_a_lone_chunk_runs_on_one_lane_and_a_backlog_on_both(lanes):
     """The second lane joins only a backlog of ``embed_lanes_min_backlog`` (512) texts or more:
-    those sent, or fewer with the sender's word that more wait (``Embed.backlog``)."""
+    those sent, or fewer with the sender's word that more wait (``Embed.backlog``); once it has
+    joined, it stays until the backlog is done."""
     texts = [t for t in json.loads((DATA / "corpus.json").read_text())["texts"] if t.strip()]
     backlog = [f"{texts[i % len(texts)]} (copy {i})" for i in range(600)]  # ~5 chunks
     burst = backlog[:300]  # ~3 chunks, below the bar
@@ -57,7 +58,9 @@ def test_a_lone_chunk_runs_on_one_lane_and_a_backlog_on_both(lanes):
     assert embedded == [10, 300, 300, 600]
     assert helped[:2] == [0, 0]  # a lone chunk; a burst of 300 with nothing more waiting
     assert 0 < helped[2] < 300, helped  # the same burst with 1,000 more waiting
-    assert 0 < helped[3] < 600, helped  # 600 texts in one request
+    # 600 texts in one request: both lanes take part to the end (about half each), not only
+    # while more than 512 are left (~120 for the helper)
+    assert 200 <= helped[3] < 600, helped
     assert seen[-1]["backlog_hint"] == 0  # the last document request said nothing waits
     # Every vector in its place, as one lane in this process computes it.
     model = Embedder.load(intra_op_threads=1)
