@@ -18,6 +18,15 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def modules_after(code: str, env: dict[str, str]) -> set[str]:
+    """The top-level modules a fresh interpreter holds after running ``code``."""
+    report = "\nimport sys\nprint(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n"
+    done = subprocess.run([sys.executable, "-c", code + report], env=env, cwd=REPO,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    return set(done.stdout.split())
+
+
 def base_env(home: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SESSIOND_")}
     env.update({

@@ -8,7 +8,15 @@ import subprocess
 import sys
 
 import psutil
-from conftest import REPO, base_env, call, gateway_client, stack_info, wait_all_ready
+from conftest import (
+    REPO,
+    base_env,
+    call,
+    gateway_client,
+    modules_after,
+    stack_info,
+    wait_all_ready,
+)
 
 from shared.version import VERSION
 
@@ -111,16 +119,10 @@ def test_building_the_gateway_imports_nothing_only_a_later_step_needs(tmp_path):
     gateway.described gives it nothing to parse), filelock (only a gateway that starts a stack),
     psutil (whether a stack runs is read from /proc), fastmcp's session-state store (the
     warm-up imports it after the handshake)."""
-    code = ("import sys\n"
-            "from shared.config import load_config\n"
-            "from gateway.server import build_server\n"
-            "from gateway.stdio import run_stdio\n"
-            "build_server(load_config())\n"
-            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))\n")
-    done = subprocess.run([sys.executable, "-c", code], env=base_env(tmp_path), cwd=REPO,
-                          capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    loaded = set(done.stdout.split())
+    loaded = modules_after("from shared.config import load_config\n"
+                           "from gateway.server import build_server\n"
+                           "from gateway.stdio import run_stdio\n"
+                           "build_server(load_config())\n", base_env(tmp_path))
     assert {"fastmcp", "gateway"} <= loaded
     later = loaded & {"griffe", "filelock", "psutil", "key_value", "beartype"}
     assert not later, later
